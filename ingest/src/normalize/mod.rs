@@ -1,0 +1,136 @@
+//! Normalizers: one per input format, each turning one JSON record into one [`Finding`].
+//!
+//! [`normalize`] recognises the format of a record and applies the matching normalizer; a
+//! record that no normalizer recognises, or that lacks what its format requires, yields a
+//! [`NormalizeError`] that the caller turns into a dead letter. Normalizers never panic on
+//! input and never drop a record silently.
+
+mod asff;
+mod attack;
+mod graph_alert;
+pub mod identity;
+mod json;
+mod windows;
+
+#[cfg(test)]
+mod tests;
+
+use serde_json::Value;
+
+pub use asff::AsffNormalizer;
+pub use graph_alert::GraphAlertNormalizer;
+pub use windows::WindowsEventNormalizer;
+
+use crate::schema::Finding;
+
+/// Why a record could not be normalized; becomes the dead letter's reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    /// No normalizer recognised the record.
+    #[error("unrecognised record format (top-level keys: {keys})")]
+    UnrecognisedFormat {
+        /// The record's first top-level keys, to tell the operator what arrived.
+        keys: String,
+    },
+    /// The record is not a JSON object.
+    #[error("record is a JSON {kind}, not an object")]
+    NotAnObject {
+        /// The JSON type found.
+        kind: &'static str,
+    },
+    /// A field the format requires is absent or null.
+    #[error("{format} record has no `{field}`")]
+    MissingField {
+        /// Format name (`asff`, `graph_alert`, `windows_event`).
+        format: &'static str,
+        /// JSON path of the field.
+        field: &'static str,
+    },
+    /// A field is present but its value cannot be used.
+    #[error("{format} record has an invalid `{field}` ({value:?}): {reason}")]
+    InvalidField {
+        /// Format name.
+        format: &'static str,
+        /// JSON path of the field.
+        field: &'static str,
+        /// The offending value, truncated.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The formats Cairn recognises in a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// AWS Security Finding Format (Security Hub `GetFindings`, `BatchImportFindings`, exports).
+    Asff,
+    /// Microsoft Graph security `alert` (alerts_v2).
+    GraphAlert,
+    /// A Windows event log record as JSON (evtx JSON, Winlogbeat, NXLog/OTRF flat).
+    WindowsEvent,
+}
+
+/// One input format: recognises its records and maps them to the Finding schema.
+pub trait Normalizer: Send + Sync {
+    /// The format this normalizer handles.
+    fn format(&self) -> Format;
+    /// Whether `record` is of this format (cheap structural test, no full parse).
+    fn recognises(&self, record: &serde_json::Map<String, Value>) -> bool;
+    /// Maps the record to a finding; `ingested_at` is left to the caller.
+    fn normalize(&self, record: &serde_json::Map<String, Value>) -> Result<Finding, NormalizeError>;
+}
+
+/// Every registered normalizer, in the order in which formats are tried.
+pub fn normalizers() -> &'static [&'static dyn Normalizer] {
+    &[&AsffNormalizer, &GraphAlertNormalizer, &WindowsEventNormalizer]
+}
+
+/// Recognises the format of `record` and normalizes it.
+pub fn normalize(record: &Value) -> Result<Finding, NormalizeError> {
+    let Some(object) = record.as_object() else {
+        return Err(NormalizeError::NotAnObject {
+            kind: json::kind(record),
+        });
+    };
+    for n in normalizers() {
+        if n.recognises(object) {
+            return n.normalize(object);
+        }
+    }
+    Err(NormalizeError::UnrecognisedFormat {
+        keys: object
+            .keys()
+            .take(8)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// Splits a JSON document into records: API list envelopes (`{"Findings": [...]}` of Security
+/// Hub, `{"value": [...]}` of Graph and ARM, EventBridge `{"detail": {"findings": [...]}}`)
+/// and top-level arrays yield their elements; anything else is one record.
+pub fn split_document(doc: Value) -> Vec<Value> {
+    match doc {
+        Value::Array(items) => items,
+        Value::Object(mut map) => {
+            for key in ["Findings", "value"] {
+                if matches!(map.get(key), Some(Value::Array(_))) {
+                    if let Some(Value::Array(items)) = map.remove(key) {
+                        return items;
+                    }
+                }
+            }
+            if let Some(Value::Array(_)) = map.get("detail").and_then(|d| d.get("findings")) {
+                if let Some(Value::Object(mut detail)) = map.remove("detail") {
+                    if let Some(Value::Array(items)) = detail.remove("findings") {
+                        return items;
+                    }
+                }
+            }
+            vec![Value::Object(map)]
+        }
+        other => vec![other],
+    }
+}

@@ -1,0 +1,417 @@
+//! Windows Security event log records as JSON → Finding.
+//!
+//! Three shapes arrive in practice and all map to the same row:
+//! - evtx JSON (`{"Event": {"System": {...}, "EventData": {...}}}`), as the `evtx` crate and
+//!   `evtx_dump` write it;
+//! - Winlogbeat / Elastic Agent (`{"winlog": {"event_id": ..., "event_data": {...}}}`);
+//! - flat records (NXLog, OTRF/Mordor, Sentinel `SecurityEvent` rows) whose `EventData` names
+//!   are top-level keys beside `EventID` and `Channel`.
+//!
+//! Every `EventData` field stays available to rules in `fields`; the principal columns follow
+//! OCSF: for Authentication the `user` is the account that logged on and the `actor` the
+//! subject that requested it; for account and group changes the `actor` made the change to
+//! the `user` (or group member).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::identity::IdentityKeys;
+use super::json::{meaningful, parse_time, path, raw, scalar_text, text, truncate};
+use super::{Format, NormalizeError, Normalizer};
+use crate::schema::{
+    CLASS_ACCOUNT_CHANGE, CLASS_AUTHENTICATION, CLASS_AUTHORIZE_SESSION, CLASS_BASE_EVENT,
+    CLASS_ENTITY_MANAGEMENT, CLASS_GROUP_MANAGEMENT, CLASS_NETWORK_FILE_ACTIVITY,
+    CLASS_PROCESS_ACTIVITY, Finding, Severity,
+};
+
+const FORMAT: &str = "windows_event";
+/// The `source` column of Windows and Active Directory events.
+pub const SOURCE: &str = "ad.windows";
+
+/// Normalizes Windows event log records (Security channel and others) in any JSON shape.
+pub struct WindowsEventNormalizer;
+
+/// The parts of a Windows event that every shape carries, gathered in one place.
+struct WinEvent {
+    event_id: u32,
+    channel: Option<String>,
+    provider: Option<String>,
+    computer: Option<String>,
+    record_id: Option<String>,
+    time: DateTime<Utc>,
+    keywords: Option<String>,
+    data: BTreeMap<String, String>,
+}
+
+impl Normalizer for WindowsEventNormalizer {
+    fn format(&self) -> Format {
+        Format::WindowsEvent
+    }
+
+    fn recognises(&self, r: &Map<String, Value>) -> bool {
+        path(r, &["Event", "System"]).is_some()
+            || path(r, &["winlog", "event_id"]).is_some()
+            || (r.contains_key("EventID")
+                && ["Channel", "SourceName", "ProviderName", "Computer", "Hostname"]
+                    .iter()
+                    .any(|k| r.contains_key(*k)))
+    }
+
+    fn normalize(&self, r: &Map<String, Value>) -> Result<Finding, NormalizeError> {
+        let ev = if path(r, &["Event", "System"]).is_some() {
+            from_evtx_json(r)?
+        } else if path(r, &["winlog", "event_id"]).is_some() {
+            from_winlogbeat(r)?
+        } else {
+            from_flat(r)?
+        };
+        Ok(to_finding(ev, raw(r)))
+    }
+}
+
+fn invalid(field: &'static str, value: &str, reason: &str) -> NormalizeError {
+    NormalizeError::InvalidField {
+        format: FORMAT,
+        field,
+        value: truncate(value),
+        reason: reason.into(),
+    }
+}
+
+fn parse_event_id(v: Option<&Value>, field: &'static str) -> Result<u32, NormalizeError> {
+    // evtx writes `{"#attributes": {"Qualifiers": ..}, "#text": 4624}` when qualifiers exist.
+    let v = match v {
+        Some(Value::Object(o)) => o.get("#text"),
+        other => other,
+    };
+    let raw = v.and_then(scalar_text).ok_or(NormalizeError::MissingField {
+        format: FORMAT,
+        field,
+    })?;
+    raw.trim()
+        .parse::<u32>()
+        .map_err(|_| invalid(field, &raw, "not an event id"))
+}
+
+fn parse_required_time(raw: Option<String>, field: &'static str) -> Result<DateTime<Utc>, NormalizeError> {
+    let raw = raw.ok_or(NormalizeError::MissingField {
+        format: FORMAT,
+        field,
+    })?;
+    parse_time(&raw).ok_or_else(|| invalid(field, &raw, "not a timestamp"))
+}
+
+/// Flattens `EventData`/`UserData` values to strings: scalars as text, nested values as JSON.
+fn flatten_into(out: &mut BTreeMap<String, String>, data: &Map<String, Value>) {
+    for (k, v) in data {
+        if k.starts_with('#') {
+            continue;
+        }
+        match v {
+            Value::Null => {}
+            Value::Object(inner) if !inner.is_empty() && !inner.contains_key("#text") => {
+                flatten_into(out, inner)
+            }
+            Value::Object(inner) => {
+                if let Some(t) = inner.get("#text").and_then(scalar_text) {
+                    out.insert(k.clone(), t);
+                }
+            }
+            Value::Array(_) => {
+                out.insert(k.clone(), v.to_string());
+            }
+            other => {
+                if let Some(t) = scalar_text(other) {
+                    out.insert(k.clone(), t);
+                } else if let Value::String(s) = other {
+                    out.insert(k.clone(), s.clone());
+                }
+            }
+        }
+    }
+}
+
+fn from_evtx_json(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
+    let event = path(r, &["Event"]).and_then(Value::as_object).ok_or(NormalizeError::MissingField {
+        format: FORMAT,
+        field: "Event",
+    })?;
+    let system = path(event, &["System"]).and_then(Value::as_object).ok_or(NormalizeError::MissingField {
+        format: FORMAT,
+        field: "Event.System",
+    })?;
+    let mut data = BTreeMap::new();
+    for section in ["EventData", "UserData"] {
+        if let Some(d) = event.get(section).and_then(Value::as_object) {
+            flatten_into(&mut data, d);
+        }
+    }
+    Ok(WinEvent {
+        event_id: parse_event_id(system.get("EventID"), "Event.System.EventID")?,
+        channel: text(system, &["Channel"]),
+        provider: text(system, &["Provider", "#attributes", "Name"]),
+        computer: text(system, &["Computer"]),
+        record_id: text(system, &["EventRecordID"]),
+        time: parse_required_time(
+            text(system, &["TimeCreated", "#attributes", "SystemTime"]),
+            "Event.System.TimeCreated.SystemTime",
+        )?,
+        keywords: text(system, &["Keywords"]),
+        data,
+    })
+}
+
+fn from_winlogbeat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
+    let w = path(r, &["winlog"]).and_then(Value::as_object).ok_or(NormalizeError::MissingField {
+        format: FORMAT,
+        field: "winlog",
+    })?;
+    let mut data = BTreeMap::new();
+    for section in ["event_data", "user_data"] {
+        if let Some(d) = w.get(section).and_then(Value::as_object) {
+            flatten_into(&mut data, d);
+        }
+    }
+    Ok(WinEvent {
+        event_id: parse_event_id(w.get("event_id"), "winlog.event_id")?,
+        channel: text(w, &["channel"]),
+        provider: text(w, &["provider_name"]),
+        computer: text(w, &["computer_name"]).or_else(|| text(r, &["host", "name"])),
+        record_id: text(w, &["record_id"]),
+        time: parse_required_time(text(r, &["@timestamp"]), "@timestamp")?,
+        keywords: w
+            .get("keywords")
+            .and_then(Value::as_array)
+            .map(|k| k.iter().filter_map(scalar_text).collect::<Vec<_>>().join(", ")),
+        data,
+    })
+}
+
+/// Envelope keys of flat exporters that are not event data.
+const FLAT_ENVELOPE: &[&str] = &["Message", "@version", "tags", "host", "port", "Keywords"];
+
+fn from_flat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
+    let time_raw = ["@timestamp", "TimeGenerated", "TimeCreated", "EventTime", "timestamp"]
+        .iter()
+        .find_map(|k| text(r, &[k]));
+    let mut data = BTreeMap::new();
+    for (k, v) in r {
+        if FLAT_ENVELOPE.contains(&k.as_str()) {
+            continue;
+        }
+        if let Some(t) = scalar_text(v) {
+            data.insert(k.clone(), t);
+        }
+    }
+    Ok(WinEvent {
+        event_id: parse_event_id(r.get("EventID"), "EventID")?,
+        channel: text(r, &["Channel"]),
+        provider: text(r, &["SourceName"])
+            .or_else(|| text(r, &["ProviderName"]))
+            .or_else(|| text(r, &["EventSourceName"])),
+        computer: text(r, &["Computer"]).or_else(|| text(r, &["Hostname"])),
+        record_id: text(r, &["EventRecordID"]).or_else(|| text(r, &["RecordNumber"])),
+        time: parse_required_time(time_raw, "@timestamp")?,
+        keywords: text(r, &["Keywords"]),
+        data,
+    })
+}
+
+/// OCSF class and a short description of the Security events Cairn maps.
+fn describe(event_id: u32) -> (i32, Option<&'static str>) {
+    match event_id {
+        4624 => (CLASS_AUTHENTICATION, Some("An account was successfully logged on")),
+        4625 => (CLASS_AUTHENTICATION, Some("An account failed to log on")),
+        4634 => (CLASS_AUTHENTICATION, Some("An account was logged off")),
+        4647 => (CLASS_AUTHENTICATION, Some("User initiated logoff")),
+        4648 => (CLASS_AUTHENTICATION, Some("A logon was attempted using explicit credentials")),
+        4768 => (CLASS_AUTHENTICATION, Some("A Kerberos authentication ticket (TGT) was requested")),
+        4769 => (CLASS_AUTHENTICATION, Some("A Kerberos service ticket was requested")),
+        4770 => (CLASS_AUTHENTICATION, Some("A Kerberos service ticket was renewed")),
+        4771 => (CLASS_AUTHENTICATION, Some("Kerberos pre-authentication failed")),
+        4776 => (CLASS_AUTHENTICATION, Some("The computer attempted to validate the credentials for an account")),
+        4964 => (CLASS_AUTHENTICATION, Some("Special groups have been assigned to a new logon")),
+        4672 => (CLASS_AUTHORIZE_SESSION, Some("Special privileges assigned to new logon")),
+        4720 => (CLASS_ACCOUNT_CHANGE, Some("A user account was created")),
+        4722 => (CLASS_ACCOUNT_CHANGE, Some("A user account was enabled")),
+        4723 => (CLASS_ACCOUNT_CHANGE, Some("An attempt was made to change an account's password")),
+        4724 => (CLASS_ACCOUNT_CHANGE, Some("An attempt was made to reset an account's password")),
+        4725 => (CLASS_ACCOUNT_CHANGE, Some("A user account was disabled")),
+        4726 => (CLASS_ACCOUNT_CHANGE, Some("A user account was deleted")),
+        4738 => (CLASS_ACCOUNT_CHANGE, Some("A user account was changed")),
+        4740 => (CLASS_ACCOUNT_CHANGE, Some("A user account was locked out")),
+        4741 => (CLASS_ACCOUNT_CHANGE, Some("A computer account was created")),
+        4742 => (CLASS_ACCOUNT_CHANGE, Some("A computer account was changed")),
+        4765 => (CLASS_ACCOUNT_CHANGE, Some("SID History was added to an account")),
+        4766 => (CLASS_ACCOUNT_CHANGE, Some("An attempt to add SID History to an account failed")),
+        4767 => (CLASS_ACCOUNT_CHANGE, Some("A user account was unlocked")),
+        4781 => (CLASS_ACCOUNT_CHANGE, Some("The name of an account was changed")),
+        4794 => (CLASS_ACCOUNT_CHANGE, Some("An attempt was made to set the Directory Services Restore Mode administrator password")),
+        4727 | 4731 | 4754 => (CLASS_GROUP_MANAGEMENT, Some("A security-enabled group was created")),
+        4728 => (CLASS_GROUP_MANAGEMENT, Some("A member was added to a security-enabled global group")),
+        4729 => (CLASS_GROUP_MANAGEMENT, Some("A member was removed from a security-enabled global group")),
+        4732 => (CLASS_GROUP_MANAGEMENT, Some("A member was added to a security-enabled local group")),
+        4733 => (CLASS_GROUP_MANAGEMENT, Some("A member was removed from a security-enabled local group")),
+        4756 => (CLASS_GROUP_MANAGEMENT, Some("A member was added to a security-enabled universal group")),
+        4757 => (CLASS_GROUP_MANAGEMENT, Some("A member was removed from a security-enabled universal group")),
+        4661 => (CLASS_ENTITY_MANAGEMENT, Some("A handle to an object was requested")),
+        4662 => (CLASS_ENTITY_MANAGEMENT, Some("An operation was performed on an object")),
+        5136 => (CLASS_ENTITY_MANAGEMENT, Some("A directory service object was modified")),
+        5137 => (CLASS_ENTITY_MANAGEMENT, Some("A directory service object was created")),
+        4706 => (CLASS_ENTITY_MANAGEMENT, Some("A new trust was created to a domain")),
+        4865 => (CLASS_ENTITY_MANAGEMENT, Some("A trusted forest information entry was added")),
+        4688 => (CLASS_PROCESS_ACTIVITY, Some("A new process has been created")),
+        4697 => (CLASS_PROCESS_ACTIVITY, Some("A service was installed in the system")),
+        5140 => (CLASS_NETWORK_FILE_ACTIVITY, Some("A network share object was accessed")),
+        5145 => (CLASS_NETWORK_FILE_ACTIVITY, Some("A network share object was checked to see whether client can be granted desired access")),
+        1102 => (CLASS_BASE_EVENT, Some("The audit log was cleared")),
+        _ => (CLASS_BASE_EVENT, None),
+    }
+}
+
+/// Failures of authentication are worth a second look; everything else is informational
+/// until a rule says otherwise.
+fn severity(ev: &WinEvent) -> Severity {
+    let failed_status = ev
+        .data
+        .get("Status")
+        .is_some_and(|s| !matches!(s.as_str(), "0x0" | "0" | "-"));
+    let audit_failure = ev
+        .keywords
+        .as_deref()
+        .is_some_and(|k| k.eq_ignore_ascii_case("0x8010000000000000") || k.to_ascii_lowercase().contains("audit failure"));
+    match ev.event_id {
+        4625 | 4771 => Severity::Low,
+        4768 | 4769 | 4776 if failed_status => Severity::Low,
+        1102 => Severity::Medium,
+        _ if audit_failure => Severity::Low,
+        _ => Severity::Informational,
+    }
+}
+
+/// One principal of an event: name, domain and id fields, as written.
+struct Principal {
+    name: Option<String>,
+    domain: Option<String>,
+    uid: Option<String>,
+}
+
+impl WinEvent {
+    fn get(&self, key: &str) -> Option<String> {
+        meaningful(self.data.get(key).cloned())
+    }
+
+    fn principal(&self, name: &str, domain: &str, sid: &[&str]) -> Principal {
+        Principal {
+            name: self.get(name),
+            domain: self.get(domain),
+            uid: sid.iter().find_map(|k| self.get(k)),
+        }
+    }
+}
+
+fn keys_of(p: &Principal) -> Vec<String> {
+    let mut k = IdentityKeys::new();
+    k.account(p.domain.as_deref(), p.name.as_deref())
+        .sid(p.uid.as_deref());
+    k.into_vec()
+}
+
+fn clean_ip(ip: Option<String>) -> Option<String> {
+    let ip = ip?;
+    let ip = ip.strip_prefix("::ffff:").unwrap_or(&ip).to_string();
+    if matches!(ip.as_str(), "::1" | "127.0.0.1" | "0.0.0.0") {
+        None
+    } else {
+        Some(ip)
+    }
+}
+
+fn to_finding(ev: WinEvent, raw: String) -> Finding {
+    let computer = ev.computer.as_ref().map(|c| c.to_lowercase());
+    let channel = ev.channel.clone().unwrap_or_else(|| "Security".into());
+    // Event ids are per provider: 1102 or 4624 mean something else outside the Security log.
+    let (class_uid, description) = if channel.eq_ignore_ascii_case("Security") {
+        describe(ev.event_id)
+    } else {
+        (CLASS_BASE_EVENT, None)
+    };
+    let uid = match (&computer, &ev.record_id) {
+        (Some(c), Some(r)) => format!("{c}:{channel}:{r}"),
+        _ => {
+            use sha2::{Digest, Sha256};
+            format!("sha256:{}", hex::encode(Sha256::digest(raw.as_bytes())))
+        }
+    };
+    let mut f = Finding::new(SOURCE, uid, class_uid, ev.time, raw);
+    f.product = ev.provider.clone();
+    f.event_code = Some(ev.event_id.to_string());
+    f.set_severity(severity(&ev));
+    f.title = Some(match description {
+        Some(d) => d.to_string(),
+        None => format!("{} event {}", channel, ev.event_id),
+    });
+    f.device_hostname = computer.clone();
+    // The AD domain is the DNS suffix of the computer that logged the event.
+    f.account_uid = computer
+        .as_deref()
+        .and_then(|c| c.split_once('.'))
+        .map(|(_, d)| d.to_string());
+
+    let subject = ev.principal("SubjectUserName", "SubjectDomainName", &["SubjectUserSid"]);
+    let target = ev.principal("TargetUserName", "TargetDomainName", &["TargetUserSid", "TargetSid"]);
+    let about = match class_uid {
+        CLASS_AUTHENTICATION => {
+            set_actor(&mut f, &subject);
+            set_user(&mut f, &target);
+            &target
+        }
+        CLASS_AUTHORIZE_SESSION => {
+            set_user(&mut f, &subject);
+            &subject
+        }
+        CLASS_GROUP_MANAGEMENT => {
+            set_actor(&mut f, &subject);
+            f.user_name = ev.get("MemberName");
+            f.user_uid = ev.get("MemberSid");
+            f.group_name = target.name.clone();
+            f.group_uid = target.uid.clone();
+            &subject
+        }
+        _ => {
+            set_actor(&mut f, &subject);
+            set_user(&mut f, &target);
+            if subject.name.is_some() { &subject } else { &target }
+        }
+    };
+    f.identity_keys = keys_of(about);
+    f.src_ip = clean_ip(ev.get("IpAddress"));
+
+    f.fields = ev.data;
+    f.fields.insert("EventID".into(), ev.event_id.to_string());
+    f.fields.insert("Channel".into(), channel);
+    if let Some(c) = ev.computer {
+        f.fields.insert("Computer".into(), c);
+    }
+    if let Some(p) = ev.provider {
+        f.fields.insert("Provider_Name".into(), p);
+    }
+    if let Some(r) = ev.record_id {
+        f.fields.insert("EventRecordID".into(), r);
+    }
+    f
+}
+
+fn set_actor(f: &mut Finding, p: &Principal) {
+    f.actor_user = p.name.clone();
+    f.actor_domain = p.domain.clone();
+    f.actor_uid = p.uid.clone();
+}
+
+fn set_user(f: &mut Finding, p: &Principal) {
+    f.user_name = p.name.clone();
+    f.user_domain = p.domain.clone();
+    f.user_uid = p.uid.clone();
+}

@@ -1,0 +1,257 @@
+//! The file source: reads records from files and folders (JSON, NDJSON, gzip) and normalizes
+//! them, for `cairn ingest PATH...` and for bundled or exported data sets.
+//!
+//! A reader thread parses and normalizes while the runner stores the previous page. Each
+//! page's cursor names the file and the record it ends at. Re-reading a file is harmless:
+//! findings are keyed by `(source, finding_uid)`, so the same records overwrite themselves.
+//! An unreadable file becomes a dead letter with its reason; the other files are still read.
+
+mod config;
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+pub use config::FileSourceConfig;
+
+use crate::dead_letter::DeadLetter;
+use crate::error::{IngestError, Result};
+use crate::normalize::normalize;
+use crate::reader::{RawRecord, maybe_gunzip, read_records};
+use crate::source::{Page, Source};
+
+/// An input to read: a file on disk, or bytes already in memory (bundled data sets).
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A file.
+    Path(PathBuf),
+    /// Named bytes.
+    Bytes {
+        /// Name used in locations.
+        name: String,
+        /// Content (may be gzip).
+        bytes: &'static [u8],
+    },
+}
+
+impl Input {
+    fn name(&self) -> String {
+        match self {
+            Input::Path(p) => p.display().to_string(),
+            Input::Bytes { name, .. } => name.clone(),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Input::Path(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            Input::Bytes { bytes, .. } => bytes.len() as u64,
+        }
+    }
+}
+
+/// Reads files (or in-memory inputs) as a [`Source`].
+pub struct FileSource {
+    id: String,
+    total_bytes: u64,
+    pages: mpsc::Receiver<Result<Page>>,
+}
+
+impl FileSource {
+    /// A source over the files and folders of `config`; folders are expanded now so that a
+    /// missing path fails before anything is read.
+    pub fn new(id: &str, config: &FileSourceConfig) -> Result<FileSource> {
+        let mut inputs = Vec::new();
+        for p in &config.paths {
+            expand(p, &mut inputs)?;
+        }
+        Ok(Self::from_inputs(id, inputs, config.page_size))
+    }
+
+    /// A source over explicit inputs.
+    pub fn from_inputs(id: &str, inputs: Vec<Input>, page_size: usize) -> FileSource {
+        let total_bytes = inputs.iter().map(Input::len).sum();
+        // Two pages in flight: the reader stays one page ahead of the store.
+        let (tx, rx) = mpsc::channel(2);
+        let source_id = id.to_string();
+        let page_size = page_size.max(1);
+        std::thread::Builder::new()
+            .name(format!("cairn-file-{id}"))
+            .spawn(move || produce(&source_id, inputs, page_size, tx))
+            .map_err(|e| tracing::error!(error = %e, "Cannot start the file reader thread"))
+            .ok();
+        FileSource {
+            id: id.to_string(),
+            total_bytes,
+            pages: rx,
+        }
+    }
+}
+
+fn expand(path: &Path, out: &mut Vec<Input>) -> Result<()> {
+    let io = |err| IngestError::Io {
+        path: path.to_path_buf(),
+        err,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            let name = e.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.starts_with('.') {
+                continue;
+            }
+            if e.is_dir() || is_data_file(name) {
+                expand(&e, out)?;
+            }
+        }
+    } else {
+        out.push(Input::Path(path.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// In folders, only files that look like data are read (READMEs and licences sit beside them);
+/// files named explicitly are always read.
+fn is_data_file(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let base = lower.strip_suffix(".gz").unwrap_or(&lower);
+    [".json", ".jsonl", ".ndjson", ".asff-json"]
+        .iter()
+        .any(|ext| base.ends_with(ext))
+}
+
+/// Counts the bytes read from an input (compressed bytes for gzip) for progress reporting.
+struct Counting<R> {
+    inner: R,
+    consumed: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A page being filled by the reader thread.
+struct PageFill {
+    source: String,
+    page: Page,
+    size: usize,
+    tx: mpsc::Sender<Result<Page>>,
+    closed: bool,
+    consumed: Arc<AtomicU64>,
+    reported: u64,
+}
+
+impl PageFill {
+    fn push(&mut self, record: RawRecord) {
+        let RawRecord { location, value } = record;
+        match value {
+            Ok(v) => match normalize(&v) {
+                Ok(mut f) => {
+                    f.ingested_at = Utc::now();
+                    self.page.findings.push(f);
+                }
+                Err(e) => {
+                    let raw = serde_json::to_vec(&v).unwrap_or_default();
+                    self.page
+                        .dead_letters
+                        .push(DeadLetter::new(&self.source, location.clone(), e.to_string(), &raw));
+                }
+            },
+            Err((reason, bytes)) => self
+                .page
+                .dead_letters
+                .push(DeadLetter::new(&self.source, location.clone(), reason, &bytes)),
+        }
+        if self.page.records() >= self.size {
+            self.page.cursor = Some(cursor(&location));
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let consumed = self.consumed.load(Ordering::Relaxed);
+        self.page.bytes = consumed.saturating_sub(self.reported);
+        self.reported = consumed;
+        let page = std::mem::take(&mut self.page);
+        if !self.closed && self.tx.blocking_send(Ok(page)).is_err() {
+            // The consumer went away (ingest cancelled): stop reading.
+            self.closed = true;
+        }
+    }
+}
+
+fn cursor(location: &str) -> String {
+    serde_json::json!({ "last": location }).to_string()
+}
+
+fn produce(source: &str, inputs: Vec<Input>, size: usize, tx: mpsc::Sender<Result<Page>>) {
+    let mut fill = PageFill {
+        source: source.to_string(),
+        page: Page::default(),
+        size,
+        tx,
+        closed: false,
+        consumed: Arc::new(AtomicU64::new(0)),
+        reported: 0,
+    };
+    for input in inputs {
+        if fill.closed {
+            return;
+        }
+        let name = input.name();
+        let consumed = fill.consumed.clone();
+        let opened = match &input {
+            Input::Path(p) => File::open(p).and_then(|f| maybe_gunzip(Counting { inner: f, consumed })),
+            Input::Bytes { bytes, .. } => maybe_gunzip(Counting {
+                inner: std::io::Cursor::new(*bytes),
+                consumed,
+            }),
+        };
+        let result = opened.and_then(|reader| read_records(&name, reader, |r| fill.push(r)));
+        if let Err(e) = result {
+            fill.page.dead_letters.push(DeadLetter::new(
+                source,
+                name.clone(),
+                format!("cannot read input: {e}"),
+                b"",
+            ));
+        }
+        fill.page.cursor = Some(cursor(&name));
+    }
+    if fill.page.records() > 0 || fill.page.cursor.is_some() {
+        fill.flush();
+    }
+}
+
+#[async_trait]
+impl Source for FileSource {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn total_bytes(&self) -> Option<u64> {
+        Some(self.total_bytes)
+    }
+
+    async fn next_page(&mut self, _cursor: Option<&str>) -> Result<Option<Page>> {
+        // Files are read whole on every run; the cursor records progress for status pages.
+        self.pages.recv().await.transpose()
+    }
+}
