@@ -1,1 +1,111 @@
-fn main() {}
+//! `cairn`: the one binary of Cairn. Run `cairn --help`.
+
+mod commands;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Unified multi-cloud security event correlator: AWS Security Hub, Microsoft Defender and
+/// Sentinel, Active Directory, in one incident queue.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    after_help = "Exit status: 0 success, 1 error, 3 partial success (some records went to dead letters)."
+)]
+struct Cli {
+    /// Configuration file (TOML); see deploy/cairn.example.toml.
+    #[arg(long, global = true, env = "CAIRN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Folder of the embedded store (overrides `[store] path`); default ./cairn-data.
+    #[arg(long, global = true, env = "CAIRN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `cairn_correlate=debug`.
+    #[arg(long, global = true, env = "CAIRN_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read JSON, NDJSON or gzip files (Security Hub findings, Graph alerts, Windows events),
+    /// store them, and correlate.
+    Ingest {
+        /// Files or folders to read. Omit to run `--source` from the configuration.
+        paths: Vec<PathBuf>,
+        /// A configured source (`[sources.<id>]`) to run instead of paths.
+        #[arg(long, conflicts_with = "paths")]
+        source: Option<String>,
+        /// Store only; do not run a correlation pass afterwards.
+        #[arg(long)]
+        no_correlate: bool,
+    },
+    /// Run one correlation pass over the stored window.
+    Correlate,
+    /// Serve the API.
+    Serve {
+        /// Address to listen on (default `[api] listen` or 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Ingest the bundled attack story (AWS, Microsoft, AD), correlate it, print the
+    /// incidents and serve the API.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Exit after printing the incidents instead of serving.
+        #[arg(long)]
+        once: bool,
+    },
+    /// List the newest dead letters: records that could not be read or normalized.
+    DeadLetters {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Inspect the rules in force.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// List the rules (built-in pack and configured folders).
+    List,
+    /// Load and validate rules; every error is listed with its file and line.
+    Validate {
+        /// Extra rule folders to validate with the built-in pack.
+        dirs: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

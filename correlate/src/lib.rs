@@ -1,1 +1,21 @@
-//! placeholder
+//! `cairn-correlate`: from normalized findings to merged incidents.
+//!
+//! - [`pipeline`] runs a [`Source`](cairn_ingest::Source) into the [`store`], page by page;
+//! - [`correlator`] runs one correlation pass: the window as a DataFusion table
+//!   ([`engine`]), [`identity`] resolution, every rule, detections keyed by
+//!   `(rule, entity, window bucket)`, and [`merge`] into incidents;
+//! - [`store`] persists it all ([`store::sqlite::SqliteStore`] is the embedded default).
+
+pub mod correlator;
+pub mod engine;
+pub mod error;
+pub mod identity;
+pub mod merge;
+pub mod pipeline;
+pub mod store;
+
+pub use correlator::{CorrelateConfig, PassReport, run_pass};
+pub use error::{CorrelateError, Result};
+pub use pipeline::{IngestReport, run_source};
+pub use store::Store;
+pub use store::sqlite::SqliteStore;

@@ -64,7 +64,13 @@ pub fn read_records(
 
     if serde_json::from_slice::<Value>(&first).is_ok_and(|v| v.is_object()) {
         // NDJSON: every line is a record (or an envelope of records).
-        emit_document(name, line_no, serde_json::from_slice(&first), &first, &mut emit);
+        emit_document(
+            name,
+            line_no,
+            serde_json::from_slice(&first),
+            &first,
+            &mut emit,
+        );
         let mut line = Vec::new();
         loop {
             line.clear();
@@ -75,7 +81,13 @@ pub fn read_records(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            emit_document(name, line_no, serde_json::from_slice(&line), &line, &mut emit);
+            emit_document(
+                name,
+                line_no,
+                serde_json::from_slice(&line),
+                &line,
+                &mut emit,
+            );
         }
     }
 
@@ -86,7 +98,10 @@ pub fn read_records(
     loop {
         let start = stream.byte_offset();
         // The stream stops right after a document; the next one starts past the whitespace.
-        let gap = all[start..].iter().take_while(|b| b.is_ascii_whitespace()).count();
+        let gap = all[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
         let doc_line = first_line + count_newlines(&all[..start + gap]);
         match stream.next() {
             None => return Ok(()),
@@ -182,7 +197,12 @@ mod tests {
         let out = read(b"{\"a\":1}\n\n{broken\n{\"a\":3}\n");
         let locations: Vec<_> = out.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(locations, ["in:1", "in:3", "in:4"]);
-        assert!(out[1].1.as_ref().is_err_and(|e| e.starts_with("invalid JSON")));
+        assert!(
+            out[1]
+                .1
+                .as_ref()
+                .is_err_and(|e| e.starts_with("invalid JSON"))
+        );
         assert_eq!(out[2].1.as_ref().ok(), Some(&serde_json::json!({"a": 3})));
     }
 

@@ -525,7 +525,13 @@ mod tests {
     #[test]
     fn batch_matches_schema_and_keeps_rows() {
         let t = DateTime::from_timestamp_millis(1_700_000_000_123).expect("valid time");
-        let mut f = Finding::new("ad.windows", "dc1/42".into(), CLASS_AUTHENTICATION, t, "{}".into());
+        let mut f = Finding::new(
+            "ad.windows",
+            "dc1/42".into(),
+            CLASS_AUTHENTICATION,
+            t,
+            "{}".into(),
+        );
         f.fields.insert("LogonType".into(), "3".into());
         f.attack_tactics.push("TA0006".into());
         let batch = to_record_batch(&[f.clone(), f]).expect("batch");
@@ -536,7 +542,10 @@ mod tests {
     #[test]
     fn severity_labels_parse_case_insensitively() {
         assert_eq!(Severity::parse_label("HIGH"), Some(Severity::High));
-        assert_eq!(Severity::parse_label("informational"), Some(Severity::Informational));
+        assert_eq!(
+            Severity::parse_label("informational"),
+            Some(Severity::Informational)
+        );
         assert_eq!(Severity::parse_label("sev3"), None);
         assert_eq!(Severity::from_id(5).caption(), "Critical");
     }

@@ -1,1 +1,149 @@
-//! placeholder
+//! End-to-end tests of Cairn: the real `cairn` binary on a temporary store, and the API
+//! router in process. Everything runs in this one test binary (modules below) so that a
+//! clean build links once.
+//!
+//! The binary tests need `cairn` built in the same target folder (`cargo build --workspace
+//! --bins`, which `scripts/test.sh` does before running the tests).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+#[cfg(test)]
+mod api;
+#[cfg(test)]
+mod demo;
+#[cfg(test)]
+mod ingest;
+
+/// The `cairn` binary next to this test binary (`target/<profile>/cairn`).
+pub fn cairn_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = profile_dir.join(format!("cairn{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified());
+    let tests_built = std::fs::metadata(&exe).and_then(|m| m.modified());
+    match (built, tests_built) {
+        (Ok(b), Ok(t)) if b + Duration::from_secs(600) >= t => bin,
+        (Ok(_), _) => panic!(
+            "{} is older than the tests; rebuild it with `cargo build --workspace --bins` (scripts/test.sh does)",
+            bin.display()
+        ),
+        (Err(_), _) => panic!(
+            "{} is missing; build it with `cargo build --workspace --bins` (scripts/test.sh does)",
+            bin.display()
+        ),
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
+}
+
+/// `cairn` with `--data-dir dir` and the given arguments.
+pub fn cairn(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(cairn_bin());
+    c.arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("CAIRN_CONFIG");
+    c
+}
+
+/// Runs `cairn` to completion.
+pub fn run(dir: &Path, args: &[&str]) -> Output {
+    cairn(dir, args).output().expect("run cairn")
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A `cairn` process serving the API, killed on drop.
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it printed before it started serving.
+    pub banner: String,
+}
+
+impl Server {
+    /// Starts `cairn <args> --listen 127.0.0.1:0` and waits for its "Serving" line.
+    pub fn start(dir: &Path, args: &[&str]) -> Server {
+        let mut child = cairn(dir, args)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start cairn");
+        let out = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(out).lines();
+        let mut banner = String::new();
+        let addr = loop {
+            let line = match lines.next() {
+                Some(Ok(l)) => l,
+                _ => {
+                    let _ = child.kill();
+                    panic!("cairn exited before serving; it printed:\n{banner}");
+                }
+            };
+            banner.push_str(&line);
+            banner.push('\n');
+            if let Some(rest) = line.strip_prefix("Serving the API on http://") {
+                let addr = rest.split('/').next().unwrap_or_default();
+                break addr.parse().expect("listen address");
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            addr,
+            banner,
+        }
+    }
+
+    /// `GET path` → (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.0 GET (no client library needed for a JSON API on loopback).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (status, body.to_string())
+}

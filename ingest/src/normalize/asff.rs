@@ -74,7 +74,9 @@ impl Normalizer for AsffNormalizer {
         f.modified_time = updated;
         f.product = text(r, &["ProductName"])
             .or_else(|| text(r, &["ProductFields", "aws/securityhub/ProductName"]))
-            .or_else(|| text(r, &["ProductArn"]).and_then(|a| a.rsplit('/').next().map(str::to_string)));
+            .or_else(|| {
+                text(r, &["ProductArn"]).and_then(|a| a.rsplit('/').next().map(str::to_string))
+            });
         f.event_code = types.first().cloned();
         f.set_severity(severity(r));
         f.title = text(r, &["Title"]);
@@ -89,7 +91,10 @@ impl Normalizer for AsffNormalizer {
         });
 
         let resources = path(r, &["Resources"]).and_then(Value::as_array);
-        if let Some(first) = resources.and_then(|rs| rs.first()).and_then(Value::as_object) {
+        if let Some(first) = resources
+            .and_then(|rs| rs.first())
+            .and_then(Value::as_object)
+        {
             f.resource_uid = text(first, &["Id"]);
             f.resource_type = text(first, &["Type"]);
         }
@@ -103,10 +108,10 @@ impl Normalizer for AsffNormalizer {
         for t in &types {
             // ASFF types are `namespace/category/classifier`; TTPs categories are tactics.
             let mut parts = t.split('/');
-            if parts.next() == Some("TTPs") {
-                if let Some(id) = parts.next().and_then(attack::tactic_id) {
-                    push_unique(&mut f.attack_tactics, id);
-                }
+            if parts.next() == Some("TTPs")
+                && let Some(id) = parts.next().and_then(attack::tactic_id)
+            {
+                push_unique(&mut f.attack_tactics, id);
             }
         }
         // Consolidated control findings name the control; older standard-specific ones only
@@ -158,10 +163,15 @@ fn class_of(r: &Map<String, Value>, types: &[String]) -> i32 {
     if r.contains_key("Compliance") {
         CLASS_COMPLIANCE_FINDING
     } else if r.contains_key("Vulnerabilities")
-        || types.iter().any(|t| t.starts_with("Software and Configuration Checks/Vulnerabilities"))
+        || types
+            .iter()
+            .any(|t| t.starts_with("Software and Configuration Checks/Vulnerabilities"))
     {
         CLASS_VULNERABILITY_FINDING
-    } else if types.iter().any(|t| t.starts_with("Software and Configuration Checks")) {
+    } else if types
+        .iter()
+        .any(|t| t.starts_with("Software and Configuration Checks"))
+    {
         CLASS_COMPLIANCE_FINDING
     } else {
         CLASS_DETECTION_FINDING
@@ -211,7 +221,11 @@ fn principal_from_resource(res: &Map<String, Value>, f: &mut Finding, keys: &mut
             .map(|(_, s)| s.to_string());
         let is_role = principal_type.as_deref() == Some("AssumedRole");
         if f.actor_user.is_none() {
-            f.actor_user = if is_role { session.clone() } else { principal_name.clone() };
+            f.actor_user = if is_role {
+                session.clone()
+            } else {
+                principal_name.clone()
+            };
             f.actor_uid = principal_id.clone();
         }
         if is_role {
@@ -244,10 +258,10 @@ fn principal_from_resource(res: &Map<String, Value>, f: &mut Finding, keys: &mut
 fn remote_ip(r: &Map<String, Value>) -> Option<String> {
     if let Some(action) = path(r, &["Action"]).and_then(Value::as_object) {
         for (_, detail) in action.iter() {
-            if let Some(d) = detail.as_object() {
-                if let Some(ip) = text(d, &["RemoteIpDetails", "IpAddressV4"]) {
-                    return Some(ip);
-                }
+            if let Some(d) = detail.as_object()
+                && let Some(ip) = text(d, &["RemoteIpDetails", "IpAddressV4"])
+            {
+                return Some(ip);
             }
         }
     }

@@ -28,7 +28,11 @@ impl Normalizer for GraphAlertNormalizer {
     fn recognises(&self, r: &Map<String, Value>) -> bool {
         match r.get("@odata.type").and_then(Value::as_str) {
             Some(t) => t.eq_ignore_ascii_case("#microsoft.graph.security.alert"),
-            None => r.contains_key("serviceSource") && r.contains_key("detectionSource") && r.contains_key("id"),
+            None => {
+                r.contains_key("serviceSource")
+                    && r.contains_key("detectionSource")
+                    && r.contains_key("id")
+            }
         }
     }
 
@@ -111,7 +115,11 @@ impl Normalizer for GraphAlertNormalizer {
         let devices: Vec<_> = of_type("#microsoft.graph.security.deviceEvidence").collect();
         let device = devices
             .iter()
-            .find(|d| strings(d, &["roles"]).iter().any(|r| r.eq_ignore_ascii_case("compromised")))
+            .find(|d| {
+                strings(d, &["roles"])
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case("compromised"))
+            })
             .or(devices.first());
         if let Some(d) = device {
             f.device_hostname = text(d, &["deviceDnsName"]).map(|h| h.to_lowercase());
@@ -129,15 +137,18 @@ impl Normalizer for GraphAlertNormalizer {
                 f.fields.insert("mdeDeviceId".into(), id);
             }
         }
-        f.src_ip = of_type("#microsoft.graph.security.ipEvidence")
-            .find_map(|e| text(e, &["ipAddress"]));
+        f.src_ip =
+            of_type("#microsoft.graph.security.ipEvidence").find_map(|e| text(e, &["ipAddress"]));
 
         for t in strings(r, &["mitreTechniques"]) {
             if attack::is_technique_id(&t) && !f.attack_techniques.contains(&t) {
                 f.attack_techniques.push(t);
             }
         }
-        if let Some(id) = text(r, &["category"]).as_deref().and_then(attack::tactic_id) {
+        if let Some(id) = text(r, &["category"])
+            .as_deref()
+            .and_then(attack::tactic_id)
+        {
             f.attack_tactics.push(id.to_string());
         }
         for key in [
@@ -166,7 +177,8 @@ impl Normalizer for GraphAlertNormalizer {
 fn is_person(account: &Map<String, Value>) -> bool {
     let sid = text(account, &["userSid"]).unwrap_or_default();
     let domain = text(account, &["domainName"]).unwrap_or_default();
-    !(domain.eq_ignore_ascii_case("NT AUTHORITY") || ["S-1-5-18", "S-1-5-19", "S-1-5-20"].contains(&sid.as_str()))
+    !(domain.eq_ignore_ascii_case("NT AUTHORITY")
+        || ["S-1-5-18", "S-1-5-19", "S-1-5-20"].contains(&sid.as_str()))
 }
 
 fn product_name(service_source: &str) -> String {
@@ -214,7 +226,10 @@ mod tests {
     #[test]
     fn resource_type_from_arm_id() {
         assert_eq!(
-            azure_resource_type("/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm1").as_deref(),
+            azure_resource_type(
+                "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm1"
+            )
+            .as_deref(),
             Some("Microsoft.Compute/virtualMachines")
         );
         assert_eq!(azure_resource_type("i-123"), None);

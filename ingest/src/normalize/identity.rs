@@ -52,10 +52,10 @@ impl IdentityKeys {
 
     /// Adds a UPN or e-mail-shaped name (`user@domain`), case-folded.
     pub fn upn(&mut self, upn: Option<&str>) -> &mut Self {
-        if let Some(u) = upn.map(str::trim) {
-            if is_upn(u) {
-                self.push(format!("upn:{}", u.to_lowercase()));
-            }
+        if let Some(u) = upn.map(str::trim)
+            && is_upn(u)
+        {
+            self.push(format!("upn:{}", u.to_lowercase()));
         }
         self
     }
@@ -120,9 +120,13 @@ fn is_upn(s: &str) -> bool {
 
 fn is_guid(s: &str) -> bool {
     s.len() == 36
-        && s.chars()
-            .enumerate()
-            .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+        && s.chars().enumerate().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// The NetBIOS form of a domain: `OFFSEC.LAN` → `offsec`. Windows writes either form in the
@@ -135,7 +139,14 @@ fn netbios_domain(domain: &str) -> Option<String> {
     }
     let first = d.split('.').next().unwrap_or(d);
     let lower = first.to_lowercase();
-    if ["nt authority", "builtin", "font driver host", "window manager"].contains(&lower.as_str()) {
+    if [
+        "nt authority",
+        "builtin",
+        "font driver host",
+        "window manager",
+    ]
+    .contains(&lower.as_str())
+    {
         return None;
     }
     Some(lower)
@@ -170,7 +181,10 @@ mod tests {
         b.account(None, Some("OFFSEC\\admmig"));
         assert_eq!(
             a.clone().into_vec(),
-            vec!["sam:offsec\\admmig", "sid:S-1-5-21-4230534742-2542757381-3142984815-1111"]
+            vec![
+                "sam:offsec\\admmig",
+                "sid:S-1-5-21-4230534742-2542757381-3142984815-1111"
+            ]
         );
         assert_eq!(b.into_vec(), vec!["sam:offsec\\admmig"]);
     }
@@ -195,7 +209,10 @@ mod tests {
             .aad(Some("not-a-guid"));
         assert_eq!(
             k.into_vec(),
-            vec!["upn:alice@contoso.com", "aad:5e5b5a2c-0000-4000-8000-00000000abcd"]
+            vec![
+                "upn:alice@contoso.com",
+                "aad:5e5b5a2c-0000-4000-8000-00000000abcd"
+            ]
         );
     }
 }

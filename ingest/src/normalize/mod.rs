@@ -78,12 +78,17 @@ pub trait Normalizer: Send + Sync {
     /// Whether `record` is of this format (cheap structural test, no full parse).
     fn recognises(&self, record: &serde_json::Map<String, Value>) -> bool;
     /// Maps the record to a finding; `ingested_at` is left to the caller.
-    fn normalize(&self, record: &serde_json::Map<String, Value>) -> Result<Finding, NormalizeError>;
+    fn normalize(&self, record: &serde_json::Map<String, Value>)
+    -> Result<Finding, NormalizeError>;
 }
 
 /// Every registered normalizer, in the order in which formats are tried.
 pub fn normalizers() -> &'static [&'static dyn Normalizer] {
-    &[&AsffNormalizer, &GraphAlertNormalizer, &WindowsEventNormalizer]
+    &[
+        &AsffNormalizer,
+        &GraphAlertNormalizer,
+        &WindowsEventNormalizer,
+    ]
 }
 
 /// Recognises the format of `record` and normalizes it.
@@ -116,18 +121,17 @@ pub fn split_document(doc: Value) -> Vec<Value> {
         Value::Array(items) => items,
         Value::Object(mut map) => {
             for key in ["Findings", "value"] {
-                if matches!(map.get(key), Some(Value::Array(_))) {
-                    if let Some(Value::Array(items)) = map.remove(key) {
-                        return items;
-                    }
+                if matches!(map.get(key), Some(Value::Array(_)))
+                    && let Some(Value::Array(items)) = map.remove(key)
+                {
+                    return items;
                 }
             }
-            if let Some(Value::Array(_)) = map.get("detail").and_then(|d| d.get("findings")) {
-                if let Some(Value::Object(mut detail)) = map.remove("detail") {
-                    if let Some(Value::Array(items)) = detail.remove("findings") {
-                        return items;
-                    }
-                }
+            if let Some(Value::Array(_)) = map.get("detail").and_then(|d| d.get("findings"))
+                && let Some(Value::Object(mut detail)) = map.remove("detail")
+                && let Some(Value::Array(items)) = detail.remove("findings")
+            {
+                return items;
             }
             vec![Value::Object(map)]
         }

@@ -27,8 +27,8 @@ fn render(batch: &RecordBatch, locations: &[String], errors: &[String]) -> Strin
         .collect();
     let schema = batch.schema();
     let mut out = String::new();
-    for row in 0..batch.num_rows() {
-        out.push_str(&format!("## {}\n", locations[row]));
+    for (row, location) in locations.iter().enumerate().take(batch.num_rows()) {
+        out.push_str(&format!("## {location}\n"));
         for (i, field) in schema.fields().iter().enumerate() {
             if field.name() == "raw" || field.name() == "ingested_at" {
                 continue;
@@ -43,7 +43,11 @@ fn render(batch: &RecordBatch, locations: &[String], errors: &[String]) -> Strin
                 }
                 continue;
             }
-            out.push_str(&format!("{:<20} {}\n", field.name(), formatters[i].value(row)));
+            out.push_str(&format!(
+                "{:<20} {}\n",
+                field.name(),
+                formatters[i].value(row)
+            ));
         }
         out.push('\n');
     }
@@ -55,14 +59,21 @@ fn render(batch: &RecordBatch, locations: &[String], errors: &[String]) -> Strin
 
 fn check(fixture: &Path) -> Option<String> {
     let name = fixture.file_name()?.to_str()?.to_string();
-    let input = maybe_gunzip(std::fs::File::open(fixture).expect("open fixture")).expect("read fixture");
+    let input =
+        maybe_gunzip(std::fs::File::open(fixture).expect("open fixture")).expect("read fixture");
     let (mut findings, mut locations, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    read_records(&name, input, |r| match r.value.map_err(|(e, _)| e).and_then(|v| normalize(&v).map_err(|e| e.to_string())) {
-        Ok(f) => {
-            findings.push(f);
-            locations.push(r.location);
+    read_records(&name, input, |r| {
+        match r
+            .value
+            .map_err(|(e, _)| e)
+            .and_then(|v| normalize(&v).map_err(|e| e.to_string()))
+        {
+            Ok(f) => {
+                findings.push(f);
+                locations.push(r.location);
+            }
+            Err(e) => errors.push(format!("{}: {e}", r.location)),
         }
-        Err(e) => errors.push(format!("{}: {e}", r.location)),
     })
     .expect("read fixture");
     let batch = to_record_batch(&findings).expect("batch");
@@ -87,7 +98,11 @@ fn check(fixture: &Path) -> Option<String> {
                 )
             })
             .unwrap_or_else(|| "lengths differ".into());
-        format!("{} differs from {}; first difference at {first_diff}", name, golden.display())
+        format!(
+            "{} differs from {}; first difference at {first_diff}",
+            name,
+            golden.display()
+        )
     })
 }
 

@@ -54,9 +54,15 @@ impl Normalizer for WindowsEventNormalizer {
         path(r, &["Event", "System"]).is_some()
             || path(r, &["winlog", "event_id"]).is_some()
             || (r.contains_key("EventID")
-                && ["Channel", "SourceName", "ProviderName", "Computer", "Hostname"]
-                    .iter()
-                    .any(|k| r.contains_key(*k)))
+                && [
+                    "Channel",
+                    "SourceName",
+                    "ProviderName",
+                    "Computer",
+                    "Hostname",
+                ]
+                .iter()
+                .any(|k| r.contains_key(*k)))
     }
 
     fn normalize(&self, r: &Map<String, Value>) -> Result<Finding, NormalizeError> {
@@ -86,16 +92,21 @@ fn parse_event_id(v: Option<&Value>, field: &'static str) -> Result<u32, Normali
         Some(Value::Object(o)) => o.get("#text"),
         other => other,
     };
-    let raw = v.and_then(scalar_text).ok_or(NormalizeError::MissingField {
-        format: FORMAT,
-        field,
-    })?;
+    let raw = v
+        .and_then(scalar_text)
+        .ok_or(NormalizeError::MissingField {
+            format: FORMAT,
+            field,
+        })?;
     raw.trim()
         .parse::<u32>()
         .map_err(|_| invalid(field, &raw, "not an event id"))
 }
 
-fn parse_required_time(raw: Option<String>, field: &'static str) -> Result<DateTime<Utc>, NormalizeError> {
+fn parse_required_time(
+    raw: Option<String>,
+    field: &'static str,
+) -> Result<DateTime<Utc>, NormalizeError> {
     let raw = raw.ok_or(NormalizeError::MissingField {
         format: FORMAT,
         field,
@@ -134,14 +145,19 @@ fn flatten_into(out: &mut BTreeMap<String, String>, data: &Map<String, Value>) {
 }
 
 fn from_evtx_json(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
-    let event = path(r, &["Event"]).and_then(Value::as_object).ok_or(NormalizeError::MissingField {
-        format: FORMAT,
-        field: "Event",
-    })?;
-    let system = path(event, &["System"]).and_then(Value::as_object).ok_or(NormalizeError::MissingField {
-        format: FORMAT,
-        field: "Event.System",
-    })?;
+    let event =
+        path(r, &["Event"])
+            .and_then(Value::as_object)
+            .ok_or(NormalizeError::MissingField {
+                format: FORMAT,
+                field: "Event",
+            })?;
+    let system = path(event, &["System"]).and_then(Value::as_object).ok_or(
+        NormalizeError::MissingField {
+            format: FORMAT,
+            field: "Event.System",
+        },
+    )?;
     let mut data = BTreeMap::new();
     for section in ["EventData", "UserData"] {
         if let Some(d) = event.get(section).and_then(Value::as_object) {
@@ -164,10 +180,13 @@ fn from_evtx_json(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
 }
 
 fn from_winlogbeat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
-    let w = path(r, &["winlog"]).and_then(Value::as_object).ok_or(NormalizeError::MissingField {
-        format: FORMAT,
-        field: "winlog",
-    })?;
+    let w =
+        path(r, &["winlog"])
+            .and_then(Value::as_object)
+            .ok_or(NormalizeError::MissingField {
+                format: FORMAT,
+                field: "winlog",
+            })?;
     let mut data = BTreeMap::new();
     for section in ["event_data", "user_data"] {
         if let Some(d) = w.get(section).and_then(Value::as_object) {
@@ -181,10 +200,12 @@ fn from_winlogbeat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
         computer: text(w, &["computer_name"]).or_else(|| text(r, &["host", "name"])),
         record_id: text(w, &["record_id"]),
         time: parse_required_time(text(r, &["@timestamp"]), "@timestamp")?,
-        keywords: w
-            .get("keywords")
-            .and_then(Value::as_array)
-            .map(|k| k.iter().filter_map(scalar_text).collect::<Vec<_>>().join(", ")),
+        keywords: w.get("keywords").and_then(Value::as_array).map(|k| {
+            k.iter()
+                .filter_map(scalar_text)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }),
         data,
     })
 }
@@ -193,9 +214,15 @@ fn from_winlogbeat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
 const FLAT_ENVELOPE: &[&str] = &["Message", "@version", "tags", "host", "port", "Keywords"];
 
 fn from_flat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
-    let time_raw = ["@timestamp", "TimeGenerated", "TimeCreated", "EventTime", "timestamp"]
-        .iter()
-        .find_map(|k| text(r, &[k]));
+    let time_raw = [
+        "@timestamp",
+        "TimeGenerated",
+        "TimeCreated",
+        "EventTime",
+        "timestamp",
+    ]
+    .iter()
+    .find_map(|k| text(r, &[k]));
     let mut data = BTreeMap::new();
     for (k, v) in r {
         if FLAT_ENVELOPE.contains(&k.as_str()) {
@@ -222,50 +249,150 @@ fn from_flat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
 /// OCSF class and a short description of the Security events Cairn maps.
 fn describe(event_id: u32) -> (i32, Option<&'static str>) {
     match event_id {
-        4624 => (CLASS_AUTHENTICATION, Some("An account was successfully logged on")),
+        4624 => (
+            CLASS_AUTHENTICATION,
+            Some("An account was successfully logged on"),
+        ),
         4625 => (CLASS_AUTHENTICATION, Some("An account failed to log on")),
         4634 => (CLASS_AUTHENTICATION, Some("An account was logged off")),
         4647 => (CLASS_AUTHENTICATION, Some("User initiated logoff")),
-        4648 => (CLASS_AUTHENTICATION, Some("A logon was attempted using explicit credentials")),
-        4768 => (CLASS_AUTHENTICATION, Some("A Kerberos authentication ticket (TGT) was requested")),
-        4769 => (CLASS_AUTHENTICATION, Some("A Kerberos service ticket was requested")),
-        4770 => (CLASS_AUTHENTICATION, Some("A Kerberos service ticket was renewed")),
-        4771 => (CLASS_AUTHENTICATION, Some("Kerberos pre-authentication failed")),
-        4776 => (CLASS_AUTHENTICATION, Some("The computer attempted to validate the credentials for an account")),
-        4964 => (CLASS_AUTHENTICATION, Some("Special groups have been assigned to a new logon")),
-        4672 => (CLASS_AUTHORIZE_SESSION, Some("Special privileges assigned to new logon")),
+        4648 => (
+            CLASS_AUTHENTICATION,
+            Some("A logon was attempted using explicit credentials"),
+        ),
+        4768 => (
+            CLASS_AUTHENTICATION,
+            Some("A Kerberos authentication ticket (TGT) was requested"),
+        ),
+        4769 => (
+            CLASS_AUTHENTICATION,
+            Some("A Kerberos service ticket was requested"),
+        ),
+        4770 => (
+            CLASS_AUTHENTICATION,
+            Some("A Kerberos service ticket was renewed"),
+        ),
+        4771 => (
+            CLASS_AUTHENTICATION,
+            Some("Kerberos pre-authentication failed"),
+        ),
+        4776 => (
+            CLASS_AUTHENTICATION,
+            Some("The computer attempted to validate the credentials for an account"),
+        ),
+        4964 => (
+            CLASS_AUTHENTICATION,
+            Some("Special groups have been assigned to a new logon"),
+        ),
+        4672 => (
+            CLASS_AUTHORIZE_SESSION,
+            Some("Special privileges assigned to new logon"),
+        ),
         4720 => (CLASS_ACCOUNT_CHANGE, Some("A user account was created")),
         4722 => (CLASS_ACCOUNT_CHANGE, Some("A user account was enabled")),
-        4723 => (CLASS_ACCOUNT_CHANGE, Some("An attempt was made to change an account's password")),
-        4724 => (CLASS_ACCOUNT_CHANGE, Some("An attempt was made to reset an account's password")),
+        4723 => (
+            CLASS_ACCOUNT_CHANGE,
+            Some("An attempt was made to change an account's password"),
+        ),
+        4724 => (
+            CLASS_ACCOUNT_CHANGE,
+            Some("An attempt was made to reset an account's password"),
+        ),
         4725 => (CLASS_ACCOUNT_CHANGE, Some("A user account was disabled")),
         4726 => (CLASS_ACCOUNT_CHANGE, Some("A user account was deleted")),
         4738 => (CLASS_ACCOUNT_CHANGE, Some("A user account was changed")),
         4740 => (CLASS_ACCOUNT_CHANGE, Some("A user account was locked out")),
         4741 => (CLASS_ACCOUNT_CHANGE, Some("A computer account was created")),
         4742 => (CLASS_ACCOUNT_CHANGE, Some("A computer account was changed")),
-        4765 => (CLASS_ACCOUNT_CHANGE, Some("SID History was added to an account")),
-        4766 => (CLASS_ACCOUNT_CHANGE, Some("An attempt to add SID History to an account failed")),
+        4765 => (
+            CLASS_ACCOUNT_CHANGE,
+            Some("SID History was added to an account"),
+        ),
+        4766 => (
+            CLASS_ACCOUNT_CHANGE,
+            Some("An attempt to add SID History to an account failed"),
+        ),
         4767 => (CLASS_ACCOUNT_CHANGE, Some("A user account was unlocked")),
-        4781 => (CLASS_ACCOUNT_CHANGE, Some("The name of an account was changed")),
-        4794 => (CLASS_ACCOUNT_CHANGE, Some("An attempt was made to set the Directory Services Restore Mode administrator password")),
-        4727 | 4731 | 4754 => (CLASS_GROUP_MANAGEMENT, Some("A security-enabled group was created")),
-        4728 => (CLASS_GROUP_MANAGEMENT, Some("A member was added to a security-enabled global group")),
-        4729 => (CLASS_GROUP_MANAGEMENT, Some("A member was removed from a security-enabled global group")),
-        4732 => (CLASS_GROUP_MANAGEMENT, Some("A member was added to a security-enabled local group")),
-        4733 => (CLASS_GROUP_MANAGEMENT, Some("A member was removed from a security-enabled local group")),
-        4756 => (CLASS_GROUP_MANAGEMENT, Some("A member was added to a security-enabled universal group")),
-        4757 => (CLASS_GROUP_MANAGEMENT, Some("A member was removed from a security-enabled universal group")),
-        4661 => (CLASS_ENTITY_MANAGEMENT, Some("A handle to an object was requested")),
-        4662 => (CLASS_ENTITY_MANAGEMENT, Some("An operation was performed on an object")),
-        5136 => (CLASS_ENTITY_MANAGEMENT, Some("A directory service object was modified")),
-        5137 => (CLASS_ENTITY_MANAGEMENT, Some("A directory service object was created")),
-        4706 => (CLASS_ENTITY_MANAGEMENT, Some("A new trust was created to a domain")),
-        4865 => (CLASS_ENTITY_MANAGEMENT, Some("A trusted forest information entry was added")),
-        4688 => (CLASS_PROCESS_ACTIVITY, Some("A new process has been created")),
-        4697 => (CLASS_PROCESS_ACTIVITY, Some("A service was installed in the system")),
-        5140 => (CLASS_NETWORK_FILE_ACTIVITY, Some("A network share object was accessed")),
-        5145 => (CLASS_NETWORK_FILE_ACTIVITY, Some("A network share object was checked to see whether client can be granted desired access")),
+        4781 => (
+            CLASS_ACCOUNT_CHANGE,
+            Some("The name of an account was changed"),
+        ),
+        4794 => (
+            CLASS_ACCOUNT_CHANGE,
+            Some(
+                "An attempt was made to set the Directory Services Restore Mode administrator password",
+            ),
+        ),
+        4727 | 4731 | 4754 => (
+            CLASS_GROUP_MANAGEMENT,
+            Some("A security-enabled group was created"),
+        ),
+        4728 => (
+            CLASS_GROUP_MANAGEMENT,
+            Some("A member was added to a security-enabled global group"),
+        ),
+        4729 => (
+            CLASS_GROUP_MANAGEMENT,
+            Some("A member was removed from a security-enabled global group"),
+        ),
+        4732 => (
+            CLASS_GROUP_MANAGEMENT,
+            Some("A member was added to a security-enabled local group"),
+        ),
+        4733 => (
+            CLASS_GROUP_MANAGEMENT,
+            Some("A member was removed from a security-enabled local group"),
+        ),
+        4756 => (
+            CLASS_GROUP_MANAGEMENT,
+            Some("A member was added to a security-enabled universal group"),
+        ),
+        4757 => (
+            CLASS_GROUP_MANAGEMENT,
+            Some("A member was removed from a security-enabled universal group"),
+        ),
+        4661 => (
+            CLASS_ENTITY_MANAGEMENT,
+            Some("A handle to an object was requested"),
+        ),
+        4662 => (
+            CLASS_ENTITY_MANAGEMENT,
+            Some("An operation was performed on an object"),
+        ),
+        5136 => (
+            CLASS_ENTITY_MANAGEMENT,
+            Some("A directory service object was modified"),
+        ),
+        5137 => (
+            CLASS_ENTITY_MANAGEMENT,
+            Some("A directory service object was created"),
+        ),
+        4706 => (
+            CLASS_ENTITY_MANAGEMENT,
+            Some("A new trust was created to a domain"),
+        ),
+        4865 => (
+            CLASS_ENTITY_MANAGEMENT,
+            Some("A trusted forest information entry was added"),
+        ),
+        4688 => (
+            CLASS_PROCESS_ACTIVITY,
+            Some("A new process has been created"),
+        ),
+        4697 => (
+            CLASS_PROCESS_ACTIVITY,
+            Some("A service was installed in the system"),
+        ),
+        5140 => (
+            CLASS_NETWORK_FILE_ACTIVITY,
+            Some("A network share object was accessed"),
+        ),
+        5145 => (
+            CLASS_NETWORK_FILE_ACTIVITY,
+            Some(
+                "A network share object was checked to see whether client can be granted desired access",
+            ),
+        ),
         1102 => (CLASS_BASE_EVENT, Some("The audit log was cleared")),
         _ => (CLASS_BASE_EVENT, None),
     }
@@ -278,10 +405,10 @@ fn severity(ev: &WinEvent) -> Severity {
         .data
         .get("Status")
         .is_some_and(|s| !matches!(s.as_str(), "0x0" | "0" | "-"));
-    let audit_failure = ev
-        .keywords
-        .as_deref()
-        .is_some_and(|k| k.eq_ignore_ascii_case("0x8010000000000000") || k.to_ascii_lowercase().contains("audit failure"));
+    let audit_failure = ev.keywords.as_deref().is_some_and(|k| {
+        k.eq_ignore_ascii_case("0x8010000000000000")
+            || k.to_ascii_lowercase().contains("audit failure")
+    });
     match ev.event_id {
         4625 | 4771 => Severity::Low,
         4768 | 4769 | 4776 if failed_status => Severity::Low,
@@ -361,7 +488,11 @@ fn to_finding(ev: WinEvent, raw: String) -> Finding {
         .map(|(_, d)| d.to_string());
 
     let subject = ev.principal("SubjectUserName", "SubjectDomainName", &["SubjectUserSid"]);
-    let target = ev.principal("TargetUserName", "TargetDomainName", &["TargetUserSid", "TargetSid"]);
+    let target = ev.principal(
+        "TargetUserName",
+        "TargetDomainName",
+        &["TargetUserSid", "TargetSid"],
+    );
     let about = match class_uid {
         CLASS_AUTHENTICATION => {
             set_actor(&mut f, &subject);
@@ -383,7 +514,11 @@ fn to_finding(ev: WinEvent, raw: String) -> Finding {
         _ => {
             set_actor(&mut f, &subject);
             set_user(&mut f, &target);
-            if subject.name.is_some() { &subject } else { &target }
+            if subject.name.is_some() {
+                &subject
+            } else {
+                &target
+            }
         }
     };
     f.identity_keys = keys_of(about);

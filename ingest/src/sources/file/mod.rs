@@ -169,15 +169,20 @@ impl PageFill {
                 }
                 Err(e) => {
                     let raw = serde_json::to_vec(&v).unwrap_or_default();
-                    self.page
-                        .dead_letters
-                        .push(DeadLetter::new(&self.source, location.clone(), e.to_string(), &raw));
+                    self.page.dead_letters.push(DeadLetter::new(
+                        &self.source,
+                        location.clone(),
+                        e.to_string(),
+                        &raw,
+                    ));
                 }
             },
-            Err((reason, bytes)) => self
-                .page
-                .dead_letters
-                .push(DeadLetter::new(&self.source, location.clone(), reason, &bytes)),
+            Err((reason, bytes)) => self.page.dead_letters.push(DeadLetter::new(
+                &self.source,
+                location.clone(),
+                reason,
+                &bytes,
+            )),
         }
         if self.page.records() >= self.size {
             self.page.cursor = Some(cursor(&location));
@@ -218,7 +223,9 @@ fn produce(source: &str, inputs: Vec<Input>, size: usize, tx: mpsc::Sender<Resul
         let name = input.name();
         let consumed = fill.consumed.clone();
         let opened = match &input {
-            Input::Path(p) => File::open(p).and_then(|f| maybe_gunzip(Counting { inner: f, consumed })),
+            Input::Path(p) => {
+                File::open(p).and_then(|f| maybe_gunzip(Counting { inner: f, consumed }))
+            }
             Input::Bytes { bytes, .. } => maybe_gunzip(Counting {
                 inner: std::io::Cursor::new(*bytes),
                 consumed,

@@ -1,0 +1,306 @@
+//! The binary's commands. This is the edge where errors become `anyhow` reports and exit
+//! codes.
+
+mod demo;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use cairn_api::config::Config;
+use cairn_api::{AppState, app};
+use cairn_correlate::store::IncidentFilter;
+use cairn_correlate::{
+    CorrelateConfig, IngestReport, PassReport, SqliteStore, Store, run_pass, run_source,
+};
+use cairn_ingest::Source;
+use cairn_ingest::sources::file::{FileSource, FileSourceConfig};
+use cairn_rules::RuleSet;
+
+use crate::{Cli, Command, RulesCommand};
+
+/// Exit status of a run that stored what it could but sent records to dead letters.
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// Inputs larger than this get a progress bar.
+const PROGRESS_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Settings every command derives from the command line and the configuration file.
+struct Setup {
+    config: Config,
+    config_path: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl Setup {
+    fn new(cli: &Cli) -> anyhow::Result<Setup> {
+        let (config, config_path) = match &cli.config {
+            Some(p) => (Config::load(p)?, p.clone()),
+            None => (Config::default(), PathBuf::from("(defaults)")),
+        };
+        let data_dir = cli
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("cairn-data"));
+        Ok(Setup {
+            config,
+            config_path,
+            data_dir,
+        })
+    }
+
+    fn store_path(&self, explicit_data_dir: bool) -> PathBuf {
+        match (&self.config.store.path, explicit_data_dir) {
+            (Some(p), false) => p.clone(),
+            _ => self.data_dir.join("cairn.db"),
+        }
+    }
+
+    fn correlate(&self) -> anyhow::Result<CorrelateConfig> {
+        Ok(self.config.correlate_config(&self.config_path)?)
+    }
+
+    async fn rules(&self, extra: &[PathBuf]) -> anyhow::Result<RuleSet> {
+        let mut dirs = self.config.rules.dirs.clone();
+        dirs.extend(extra.iter().cloned());
+        Ok(RuleSet::load(&dirs, self.config.rules.builtin).await?)
+    }
+}
+
+async fn open_store(path: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    let store = SqliteStore::open(path)
+        .await
+        .with_context(|| format!("cannot open the store {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let setup = Setup::new(&cli)?;
+    let store_path = setup.store_path(cli.data_dir.is_some());
+    match cli.command {
+        Command::Ingest {
+            paths,
+            source,
+            no_correlate,
+        } => {
+            let mut source: Box<dyn Source> = match (source, paths.is_empty()) {
+                (Some(id), _) => {
+                    let Some(c) = setup.config.sources.get(&id) else {
+                        bail!("no source `{id}` in {}", setup.config_path.display());
+                    };
+                    c.build(&id)?
+                }
+                (None, false) => Box::new(FileSource::new("file", &FileSourceConfig::new(paths))?),
+                (None, true) => bail!("give files or folders to read, or --source ID"),
+            };
+            let rules = setup.rules(&[]).await?;
+            let store = open_store(&store_path).await?;
+            let report = ingest(source.as_mut(), store.as_ref()).await?;
+            print_ingest(&report);
+            if !no_correlate {
+                let pass = run_pass(store.as_ref(), &rules, &setup.correlate()?).await?;
+                print_pass(&pass);
+            }
+            Ok(exit_for(&report))
+        }
+        Command::Correlate => {
+            let rules = setup.rules(&[]).await?;
+            let store = open_store(&store_path).await?;
+            let pass = run_pass(store.as_ref(), &rules, &setup.correlate()?).await?;
+            print_pass(&pass);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { listen } => {
+            let rules = setup.rules(&[]).await?;
+            let store = open_store(&store_path).await?;
+            let addr = listen
+                .or(setup.config.api.listen)
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
+            serve(store, rules, addr).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { listen, once } => {
+            let rules = setup.rules(&[]).await?;
+            demo::run(
+                &setup.data_dir.join("demo"),
+                rules,
+                &setup.correlate()?,
+                listen,
+                once,
+            )
+            .await
+        }
+        Command::DeadLetters { limit } => {
+            let store = open_store(&store_path).await?;
+            for d in store.dead_letters(limit).await? {
+                println!(
+                    "{}  {}  {}\n    {}",
+                    d.letter.at.format("%Y-%m-%d %H:%M:%S"),
+                    d.letter.source,
+                    d.letter.location,
+                    d.letter.reason
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules { command } => match command {
+            RulesCommand::List => {
+                let rules = setup.rules(&[]).await?;
+                for r in rules.rules() {
+                    println!(
+                        "{:<48} {:<13} {:<9} {:>4}  {}",
+                        r.id,
+                        r.severity.caption(),
+                        r.entity.as_str(),
+                        humantime(r.window),
+                        r.title
+                    );
+                }
+                println!("{} rules", rules.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            RulesCommand::Validate { dirs } => {
+                let rules = setup.rules(&dirs).await?;
+                println!("{} rules valid", rules.len());
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+    }
+}
+
+fn humantime(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
+    } else if s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Drains a source into the store with a progress bar on large inputs.
+async fn ingest(source: &mut dyn Source, store: &dyn Store) -> anyhow::Result<IngestReport> {
+    let bar = match source.total_bytes() {
+        Some(total) if total >= PROGRESS_BYTES => {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            Some(bar)
+        }
+        _ => None,
+    };
+    let report = run_source(source, store, |page, so_far| {
+        if let Some(b) = &bar {
+            b.inc(page.bytes);
+            b.set_message(format!("{} records", so_far.records));
+        }
+    })
+    .await
+    .with_context(|| format!("ingesting source `{}`", source.id()))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(report)
+}
+
+fn exit_for(report: &IngestReport) -> ExitCode {
+    if report.records > report.findings {
+        ExitCode::from(EXIT_PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_ingest(r: &IngestReport) {
+    let bad = r.records - r.findings;
+    println!(
+        "Ingested {} records: {} findings ({} new or updated, {} unchanged), {} dead letters ({} new)",
+        r.records, r.findings, r.stored.stored, r.stored.unchanged, bad, r.stored.dead_letters
+    );
+    if bad > 0 {
+        println!("Each bad record is kept with its location and reason: run `cairn dead-letters`.");
+    }
+}
+
+fn print_pass(p: &PassReport) {
+    let span = match (p.window_start, p.window_end) {
+        (Some(a), Some(b)) => format!(
+            " in window {} → {}",
+            a.format("%Y-%m-%d %H:%M"),
+            b.format("%Y-%m-%d %H:%M UTC")
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "Correlated {} findings{span} with {} rules: {} detections new, {} updated; {} incidents new, {} updated",
+        p.findings,
+        p.rules,
+        p.detections_new,
+        p.detections_updated,
+        p.incidents_new,
+        p.incidents_updated
+    );
+    for e in &p.rule_errors {
+        println!("  rule failed: {e}");
+    }
+}
+
+/// Prints the open incidents as a table.
+async fn print_incidents(store: &dyn Store) -> anyhow::Result<()> {
+    let page = store
+        .incidents(&IncidentFilter {
+            limit: 50,
+            ..IncidentFilter::default()
+        })
+        .await?;
+    println!("Incidents:");
+    for i in &page.items {
+        println!(
+            "  #{:<3} {:<8} {:<70} {} detections, {} findings, sources: {}",
+            i.number,
+            i.severity,
+            i.title,
+            i.detection_count,
+            i.finding_count,
+            i.sources.join(", ")
+        );
+    }
+    if page.items.is_empty() {
+        println!("  (none)");
+    }
+    Ok(())
+}
+
+/// Serves the API until Ctrl-C.
+async fn serve(
+    store: Arc<dyn Store>,
+    rules: RuleSet,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    println!("Serving the API on http://{local}/api/v1/incidents (Ctrl-C to stop)");
+    let state = AppState {
+        store,
+        rules: Arc::new(rules),
+    };
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! HTTP routes, one module per resource; handlers are thin and delegate to the store.
+
+pub mod health;
+pub mod incidents;

@@ -1,0 +1,351 @@
+//! One correlation pass: load the window, resolve identities, run every rule, turn rows into
+//! detections keyed by `(rule, entity, window bucket)`, merge them into incidents, and write
+//! the results in one transaction.
+//!
+//! A pass is idempotent: over the same findings it produces the same detection ids, finds
+//! them stored with the same evidence, and writes nothing new.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use cairn_ingest::{Finding, to_record_batch};
+use cairn_rules::{EntityKind, Rule, RuleSet};
+
+use crate::engine::{Engine, RuleHit};
+use crate::error::{CorrelateError, Result};
+use crate::identity;
+use crate::merge::merge;
+use crate::store::{Detection, IdentityUpdate, Store};
+
+/// Settings of the correlator (`[correlate]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorrelateConfig {
+    /// Event-time span kept in the `findings` table, back from the newest finding.
+    pub window: Duration,
+    /// How far apart two detections may be and still merge into one incident.
+    pub merge_window: Duration,
+}
+
+impl Default for CorrelateConfig {
+    fn default() -> Self {
+        CorrelateConfig {
+            window: Duration::from_secs(24 * 3600),
+            merge_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PassReport {
+    /// Start of the window (event time), if there were findings.
+    pub window_start: Option<DateTime<Utc>>,
+    /// End of the window: the newest finding's event time.
+    pub window_end: Option<DateTime<Utc>>,
+    /// Findings in the window.
+    pub findings: usize,
+    /// Findings whose resolved identity changed.
+    pub identities_changed: usize,
+    /// Rules evaluated.
+    pub rules: usize,
+    /// Detections seen for the first time.
+    pub detections_new: usize,
+    /// Stored detections whose evidence grew.
+    pub detections_updated: usize,
+    /// Incidents opened.
+    pub incidents_new: usize,
+    /// Incidents that took new evidence.
+    pub incidents_updated: usize,
+    /// Rules that failed at run time, with the reason; the other rules still ran.
+    pub rule_errors: Vec<String>,
+    /// Rows skipped because they named no entity.
+    pub rows_without_entity: usize,
+}
+
+fn detection_id(rule_id: &str, entity_key: &str, bucket: i64) -> String {
+    let mut h = Sha256::new();
+    h.update(rule_id.as_bytes());
+    h.update([0]);
+    h.update(entity_key.as_bytes());
+    h.update([0]);
+    h.update(bucket.to_le_bytes());
+    hex::encode(h.finalize())[..32].to_string()
+}
+
+fn to_detection(rule: &Rule, hit: RuleHit) -> Detection {
+    let window_ms = i64::try_from(rule.window.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let bucket = hit.first_seen.timestamp_millis().div_euclid(window_ms);
+    let title = hit.title.unwrap_or_else(|| match rule.entity {
+        EntityKind::Finding => rule.title.clone(),
+        _ => format!("{}: {}", rule.title, hit.entity_key),
+    });
+    Detection {
+        id: detection_id(&rule.id, &hit.entity_key, bucket),
+        rule_id: rule.id.clone(),
+        title,
+        entity_kind: rule.entity.as_str().to_string(),
+        entity_key: hit.entity_key,
+        bucket,
+        severity_id: hit.severity_id.unwrap_or(rule.severity.id()),
+        first_seen: hit.first_seen,
+        last_seen: hit.last_seen,
+        finding_uids: hit.finding_uids,
+        tactics: rule.attack.tactics.clone(),
+        techniques: rule.attack.techniques.clone(),
+        incident_id: None,
+    }
+}
+
+/// Combines two sightings of the same detection key; true if `into` changed.
+fn fold(into: &mut Detection, other: &Detection) -> bool {
+    let before = (
+        into.first_seen,
+        into.last_seen,
+        into.finding_uids.len(),
+        into.severity_id,
+    );
+    into.first_seen = into.first_seen.min(other.first_seen);
+    into.last_seen = into.last_seen.max(other.last_seen);
+    into.severity_id = into.severity_id.max(other.severity_id);
+    let mut uids: BTreeSet<String> = into.finding_uids.drain(..).collect();
+    uids.extend(other.finding_uids.iter().cloned());
+    into.finding_uids = uids.into_iter().collect();
+    before
+        != (
+            into.first_seen,
+            into.last_seen,
+            into.finding_uids.len(),
+            into.severity_id,
+        )
+}
+
+/// Runs one pass over the store's current window.
+pub async fn run_pass(
+    store: &dyn Store,
+    rules: &RuleSet,
+    config: &CorrelateConfig,
+) -> Result<PassReport> {
+    let mut report = PassReport {
+        rules: rules.len(),
+        ..PassReport::default()
+    };
+    let Some(watermark) = store.watermark().await? else {
+        return Ok(report);
+    };
+    let longest_rule = rules.rules().map(|r| r.window).max().unwrap_or_default();
+    let span = chrono::Duration::from_std(config.window.max(longest_rule))
+        .map_err(|e| CorrelateError::Config(format!("window too large: {e}")))?;
+    let since = watermark - span;
+    report.window_start = Some(since);
+    report.window_end = Some(watermark);
+
+    let mut findings: Vec<Finding> = store.findings_since(since).await?;
+    report.findings = findings.len();
+    let before: Vec<Option<String>> = findings.iter().map(|f| f.identity_id.clone()).collect();
+    report.identities_changed = identity::resolve(&mut findings);
+    if report.identities_changed > 0 {
+        let updates: Vec<IdentityUpdate> = findings
+            .iter()
+            .zip(before)
+            .filter(|(f, b)| &f.identity_id != b)
+            .map(|(f, _)| IdentityUpdate {
+                source: f.source.clone(),
+                finding_uid: f.finding_uid.clone(),
+                identity_id: f.identity_id.clone(),
+            })
+            .collect();
+        store.set_identities(&updates).await?;
+    }
+
+    let batch = to_record_batch(&findings)
+        .map_err(|e| CorrelateError::Internal(format!("cannot build the window batch: {e}")))?;
+    let engine = Engine::new(vec![batch])?;
+    let mut found: HashMap<String, Detection> = HashMap::new();
+    for rule in rules.rules() {
+        match engine.evaluate(rule).await {
+            Ok((hits, skipped)) => {
+                report.rows_without_entity += skipped;
+                for hit in hits {
+                    let d = to_detection(rule, hit);
+                    match found.get_mut(&d.id) {
+                        Some(existing) => {
+                            fold(existing, &d);
+                        }
+                        None => {
+                            found.insert(d.id.clone(), d);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(rule = %rule.id, origin = %rule.origin, error = %e, "Rule failed; other rules still run");
+                report
+                    .rule_errors
+                    .push(format!("{} ({}): {e}", rule.id, rule.origin));
+            }
+        }
+    }
+
+    let ids: Vec<String> = found.keys().cloned().collect();
+    let stored: HashMap<String, Detection> = store
+        .detections_by_id(&ids)
+        .await?
+        .into_iter()
+        .map(|d| (d.id.clone(), d))
+        .collect();
+    let mut changed = Vec::new();
+    for (id, d) in found {
+        match stored.get(&id) {
+            None => {
+                report.detections_new += 1;
+                changed.push(d);
+            }
+            Some(old) => {
+                let mut merged = old.clone();
+                if fold(&mut merged, &d) {
+                    merged.title = d.title;
+                    report.detections_updated += 1;
+                    changed.push(merged);
+                }
+            }
+        }
+    }
+    if changed.is_empty() {
+        return Ok(report);
+    }
+
+    let index: HashMap<&str, &Finding> = findings
+        .iter()
+        .map(|f| (f.finding_uid.as_str(), f))
+        .collect();
+    let open = store.open_incidents().await?;
+    let open_ids: BTreeSet<String> = open.iter().map(|i| i.id.clone()).collect();
+    let merge_window = chrono::Duration::from_std(config.merge_window)
+        .map_err(|e| CorrelateError::Config(format!("merge window too large: {e}")))?;
+    let changes = merge(changed, open, &index, merge_window, Utc::now());
+    for inc in &changes.incidents {
+        if open_ids.contains(&inc.id) {
+            report.incidents_updated += 1;
+        } else {
+            report.incidents_new += 1;
+        }
+    }
+    store.apply(&changes).await?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use cairn_ingest::schema::CLASS_AUTHENTICATION;
+    use cairn_ingest::{Page, normalize::identity::IdentityKeys};
+
+    fn event(uid: &str, code: &str, second: i64) -> Finding {
+        let t = DateTime::from_timestamp(1_763_280_000 + second, 0).expect("time");
+        let mut f = Finding::new(
+            "ad.windows",
+            uid.into(),
+            CLASS_AUTHENTICATION,
+            t,
+            "{}".into(),
+        );
+        f.event_code = Some(code.into());
+        f.user_name = Some("alice".into());
+        f.user_domain = Some("CORP".into());
+        let mut k = IdentityKeys::new();
+        k.account(Some("CORP"), Some("alice"));
+        f.identity_keys = k.into_vec();
+        f
+    }
+
+    #[tokio::test]
+    async fn bruteforce_then_logon_opens_one_incident_and_a_second_pass_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("c.db"))
+            .await
+            .expect("store");
+        let mut findings: Vec<Finding> = (0..6)
+            .map(|i| event(&format!("f{i}"), "4771", i * 10))
+            .collect();
+        findings.push(event("ok", "4624", 120));
+        store
+            .commit_page(
+                "t",
+                &Page {
+                    findings,
+                    ..Page::default()
+                },
+            )
+            .await
+            .expect("commit");
+        let rules = RuleSet::builtin().await.expect("rules");
+        let config = CorrelateConfig::default();
+
+        let first = run_pass(&store, &rules, &config).await.expect("pass");
+        assert!(first.rule_errors.is_empty(), "{:?}", first.rule_errors);
+        assert_eq!(
+            (first.detections_new, first.incidents_new),
+            (1, 1),
+            "{first:?}"
+        );
+        assert_eq!(first.identities_changed, 7);
+        let second = run_pass(&store, &rules, &config).await.expect("pass again");
+        assert_eq!(
+            (
+                second.detections_new,
+                second.detections_updated,
+                second.incidents_new,
+                second.incidents_updated,
+                second.identities_changed
+            ),
+            (0, 0, 0, 0, 0)
+        );
+        let incidents = store
+            .incidents(&crate::store::IncidentFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(incidents.items.len(), 1);
+        let inc = &incidents.items[0];
+        assert_eq!((inc.detection_count, inc.finding_count), (1, 7));
+        assert!(inc.title.contains("corp\\alice"), "{}", inc.title);
+
+        // Late evidence inside the same bucket updates the detection instead of adding one.
+        let late = vec![event("f6", "4771", 125), event("ok2", "4624", 130)];
+        store
+            .commit_page(
+                "t",
+                &Page {
+                    findings: late,
+                    ..Page::default()
+                },
+            )
+            .await
+            .expect("commit late");
+        let third = run_pass(&store, &rules, &config).await.expect("pass 3");
+        assert_eq!(
+            (
+                third.detections_new,
+                third.detections_updated,
+                third.incidents_new,
+                third.incidents_updated
+            ),
+            (0, 1, 0, 1)
+        );
+        let detail = store
+            .incident(&inc.id)
+            .await
+            .expect("detail")
+            .expect("exists");
+        assert_eq!(detail.incident.finding_count, 9);
+    }
+}

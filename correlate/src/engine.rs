@@ -1,0 +1,171 @@
+//! The DataFusion side of correlation: a session whose `findings` table holds the window, and
+//! the evaluation of one rule into typed rows.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Int32Type, TimeUnit, TimestampMillisecondType};
+use chrono::{DateTime, Utc};
+use datafusion::catalog::MemTable;
+use datafusion::execution::context::SessionContext;
+
+use cairn_ingest::finding_schema;
+use cairn_rules::Rule;
+use cairn_rules::sql::{FINDINGS_TABLE, new_session, read_only};
+
+use crate::error::{CorrelateError, Result};
+
+/// One row a rule returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleHit {
+    /// The entity.
+    pub entity_key: String,
+    /// Earliest evidence.
+    pub first_seen: DateTime<Utc>,
+    /// Latest evidence.
+    pub last_seen: DateTime<Utc>,
+    /// The evidence.
+    pub finding_uids: Vec<String>,
+    /// Row-level severity, if the rule returns one.
+    pub severity_id: Option<i32>,
+    /// Row-level title, if the rule returns one.
+    pub title: Option<String>,
+}
+
+/// A DataFusion session over one correlation window.
+pub struct Engine {
+    ctx: SessionContext,
+}
+
+impl Engine {
+    /// A session whose `findings` table holds `batches` (all of [`finding_schema`]).
+    pub fn new(batches: Vec<RecordBatch>) -> Result<Engine> {
+        let ctx = new_session();
+        let table = MemTable::try_new(finding_schema(), vec![batches]).map_err(|e| {
+            CorrelateError::Internal(format!("cannot build the findings table: {e}"))
+        })?;
+        ctx.register_table(FINDINGS_TABLE, Arc::new(table))
+            .map_err(|e| {
+                CorrelateError::Internal(format!("cannot register the findings table: {e}"))
+            })?;
+        Ok(Engine { ctx })
+    }
+
+    /// Runs `rule` over the window. Rows without an entity are skipped (counted in the
+    /// returned number) because a detection about nothing cannot be merged or worked.
+    pub async fn evaluate(&self, rule: &Rule) -> Result<(Vec<RuleHit>, usize)> {
+        let failed = |e: datafusion::error::DataFusionError| CorrelateError::Rule {
+            rule_id: rule.id.clone(),
+            message: e.strip_backtrace(),
+        };
+        let batches = self
+            .ctx
+            .sql_with_options(&rule.sql, read_only())
+            .await
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)?;
+        let mut hits = Vec::new();
+        let mut skipped = 0;
+        for b in &batches {
+            skipped += read_hits(rule, b, &mut hits)?;
+        }
+        Ok((hits, skipped))
+    }
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a Arc<dyn Array>> {
+    batch.schema().index_of(name).ok().map(|i| batch.column(i))
+}
+
+fn cast_to(rule: &Rule, array: &Arc<dyn Array>, to: &DataType) -> Result<Arc<dyn Array>> {
+    cast(array, to).map_err(|e| CorrelateError::Rule {
+        rule_id: rule.id.clone(),
+        message: format!("cannot read a result column as {to}: {e}"),
+    })
+}
+
+fn read_hits(rule: &Rule, batch: &RecordBatch, out: &mut Vec<RuleHit>) -> Result<usize> {
+    let missing = |name: &str| CorrelateError::Rule {
+        rule_id: rule.id.clone(),
+        message: format!("result has no `{name}` column"),
+    };
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    let list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    let entity = cast_to(
+        rule,
+        column(batch, "entity_key").ok_or_else(|| missing("entity_key"))?,
+        &DataType::Utf8,
+    )?;
+    let first = cast_to(
+        rule,
+        column(batch, "first_seen").ok_or_else(|| missing("first_seen"))?,
+        &ts,
+    )?;
+    let last = cast_to(
+        rule,
+        column(batch, "last_seen").ok_or_else(|| missing("last_seen"))?,
+        &ts,
+    )?;
+    let uids = cast_to(
+        rule,
+        column(batch, "finding_uids").ok_or_else(|| missing("finding_uids"))?,
+        &list,
+    )?;
+    let severity = column(batch, "severity_id")
+        .map(|c| cast_to(rule, c, &DataType::Int32))
+        .transpose()?;
+    let title = column(batch, "title")
+        .map(|c| cast_to(rule, c, &DataType::Utf8))
+        .transpose()?;
+
+    let entity = entity.as_string::<i32>();
+    let first = first.as_primitive::<TimestampMillisecondType>();
+    let last = last.as_primitive::<TimestampMillisecondType>();
+    let uids = uids.as_list::<i32>();
+    let severity = severity.as_ref().map(|s| s.as_primitive::<Int32Type>());
+    let title = title.as_ref().map(|t| t.as_string::<i32>());
+
+    let mut skipped = 0;
+    for row in 0..batch.num_rows() {
+        if entity.is_null(row)
+            || first.is_null(row)
+            || last.is_null(row)
+            || entity.value(row).is_empty()
+        {
+            skipped += 1;
+            continue;
+        }
+        let to_time = |v: i64| {
+            DateTime::from_timestamp_millis(v).ok_or_else(|| CorrelateError::Rule {
+                rule_id: rule.id.clone(),
+                message: format!("timestamp {v} ms out of range"),
+            })
+        };
+        let mut finding_uids: Vec<String> = if uids.is_null(row) {
+            Vec::new()
+        } else {
+            let values = uids.value(row);
+            let values = values.as_string::<i32>();
+            (0..values.len())
+                .filter(|i| !values.is_null(*i))
+                .map(|i| values.value(i).to_string())
+                .collect()
+        };
+        finding_uids.sort();
+        finding_uids.dedup();
+        out.push(RuleHit {
+            entity_key: entity.value(row).to_string(),
+            first_seen: to_time(first.value(row))?,
+            last_seen: to_time(last.value(row))?,
+            finding_uids,
+            severity_id: severity.filter(|s| !s.is_null(row)).map(|s| s.value(row)),
+            title: title
+                .filter(|t| !t.is_null(row))
+                .map(|t| t.value(row).to_string()),
+        });
+    }
+    Ok(skipped)
+}

@@ -1,0 +1,350 @@
+//! Merging detections into incidents.
+//!
+//! A detection joins an open incident when they share an entity (identity, host, IP, cloud
+//! resource) and their evidence lies within the merge window of each other; otherwise it
+//! opens a new incident. Detections are taken oldest first, so the outcome does not depend
+//! on the order rules ran in; a detection already in an incident stays there (re-evaluation
+//! only refreshes the incident's aggregates), so running a pass twice changes nothing.
+//!
+//! Hosts count as merge entities only where they are what the evidence is about: a
+//! provider's alert on a device, or a rule about a host. The computer that *logged* a
+//! Windows event is where it was observed; every event of a domain controller names it, and
+//! merging on it would fuse every AD detection into one incident.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+
+use cairn_ingest::schema::CLASS_DETECTION_FINDING;
+use cairn_ingest::{Finding, Severity};
+
+use crate::store::{CorrelationChanges, Detection, Entity, Incident, IncidentStatus, MergeReason};
+
+/// The entities a detection is about, from its rule's entity and its evidence.
+pub fn detection_entities(d: &Detection, findings: &HashMap<&str, &Finding>) -> BTreeSet<Entity> {
+    let mut out = BTreeSet::new();
+    let mut add = |kind: &str, value: &str| {
+        if !value.is_empty() {
+            out.insert(Entity {
+                kind: kind.to_string(),
+                value: value.to_string(),
+            });
+        }
+    };
+    if d.entity_kind != "finding" {
+        add(&d.entity_kind, &d.entity_key);
+    }
+    for uid in &d.finding_uids {
+        let Some(f) = findings.get(uid.as_str()) else {
+            continue;
+        };
+        if let Some(v) = &f.identity_id {
+            add("identity", v);
+        }
+        if let Some(v) = &f.src_ip {
+            add("ip", v);
+        }
+        if let Some(v) = &f.resource_uid {
+            add("resource", v);
+        }
+        if let Some(v) = &f.device_hostname
+            && (f.class_uid == CLASS_DETECTION_FINDING || d.entity_kind == "host")
+        {
+            add("host", v);
+        }
+    }
+    out
+}
+
+fn overlaps(inc: &Incident, d: &Detection, window: Duration) -> bool {
+    d.first_seen <= inc.last_seen + window && d.last_seen + window >= inc.first_seen
+}
+
+fn union_into(list: &mut Vec<String>, more: impl IntoIterator<Item = String>) {
+    let mut set: BTreeSet<String> = list.drain(..).collect();
+    set.extend(more);
+    list.extend(set);
+}
+
+/// Folds a detection into an incident's aggregates.
+fn absorb(
+    inc: &mut Incident,
+    d: &Detection,
+    entities: &BTreeSet<Entity>,
+    findings: &HashMap<&str, &Finding>,
+    now: DateTime<Utc>,
+) {
+    if d.severity_id > inc.severity_id {
+        inc.severity_id = d.severity_id;
+        inc.severity = Severity::from_id(d.severity_id).caption().to_string();
+        inc.title = d.title.clone();
+    }
+    inc.first_seen = inc.first_seen.min(d.first_seen);
+    inc.last_seen = inc.last_seen.max(d.last_seen);
+    let evidence: Vec<&&Finding> = d
+        .finding_uids
+        .iter()
+        .filter_map(|u| findings.get(u.as_str()))
+        .collect();
+    union_into(
+        &mut inc.tactics,
+        d.tactics
+            .iter()
+            .cloned()
+            .chain(evidence.iter().flat_map(|f| f.attack_tactics.clone())),
+    );
+    union_into(
+        &mut inc.techniques,
+        d.techniques
+            .iter()
+            .cloned()
+            .chain(evidence.iter().flat_map(|f| f.attack_techniques.clone())),
+    );
+    union_into(&mut inc.sources, evidence.iter().map(|f| f.source.clone()));
+    let mut all: BTreeSet<Entity> = inc.entities.drain(..).collect();
+    all.extend(entities.iter().cloned());
+    inc.entities = all.into_iter().collect();
+    inc.updated_at = now;
+}
+
+/// Stable id of the incident a detection opens.
+fn incident_id_for(d: &Detection) -> String {
+    format!("inc-{}", &d.id[..d.id.len().min(16)])
+}
+
+/// Merges `detections` (new ones, and stored ones whose evidence changed) into the `open`
+/// incidents; returns what to write.
+pub fn merge(
+    mut detections: Vec<Detection>,
+    open: Vec<Incident>,
+    findings: &HashMap<&str, &Finding>,
+    merge_window: Duration,
+    now: DateTime<Utc>,
+) -> CorrelationChanges {
+    detections.sort_by(|a, b| (a.first_seen, &a.id).cmp(&(b.first_seen, &b.id)));
+    let mut incidents: Vec<Incident> = open;
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let mut reasons = Vec::new();
+
+    for d in detections.iter_mut() {
+        let entities = detection_entities(d, findings);
+        if let Some(id) = &d.incident_id {
+            // Already merged: refresh the incident if it is still open.
+            if let Some(inc) = incidents.iter_mut().find(|i| &i.id == id) {
+                absorb(inc, d, &entities, findings, now);
+                touched.insert(inc.id.clone());
+            }
+            continue;
+        }
+        // Join the earliest open incident that shares an entity within the window.
+        let joined = incidents
+            .iter_mut()
+            .filter(|inc| inc.status != IncidentStatus::Closed && overlaps(inc, d, merge_window))
+            .filter_map(|inc| {
+                let shared = inc.entities.iter().find(|e| entities.contains(e)).cloned();
+                shared.map(|s| (inc, s))
+            })
+            .min_by(|(a, _), (b, _)| (a.first_seen, &a.id).cmp(&(b.first_seen, &b.id)));
+        match joined {
+            Some((inc, shared)) => {
+                reasons.push(MergeReason {
+                    incident_id: inc.id.clone(),
+                    detection_id: d.id.clone(),
+                    reason: format!(
+                        "“{}” shares {} {} with the incident “{}”",
+                        d.title, shared.kind, shared.value, inc.title
+                    ),
+                    at: now,
+                });
+                d.incident_id = Some(inc.id.clone());
+                absorb(inc, d, &entities, findings, now);
+                touched.insert(inc.id.clone());
+            }
+            None => {
+                let mut inc = Incident {
+                    id: incident_id_for(d),
+                    number: 0,
+                    title: d.title.clone(),
+                    status: IncidentStatus::New,
+                    severity_id: d.severity_id,
+                    severity: Severity::from_id(d.severity_id).caption().to_string(),
+                    first_seen: d.first_seen,
+                    last_seen: d.last_seen,
+                    created_at: now,
+                    updated_at: now,
+                    tactics: Vec::new(),
+                    techniques: Vec::new(),
+                    sources: Vec::new(),
+                    entities: Vec::new(),
+                    detection_count: 0,
+                    finding_count: 0,
+                };
+                absorb(&mut inc, d, &entities, findings, now);
+                reasons.push(MergeReason {
+                    incident_id: inc.id.clone(),
+                    detection_id: d.id.clone(),
+                    reason: format!("opened by “{}”", d.title),
+                    at: now,
+                });
+                d.incident_id = Some(inc.id.clone());
+                touched.insert(inc.id.clone());
+                incidents.push(inc);
+            }
+        }
+    }
+    CorrelationChanges {
+        incidents: incidents
+            .into_iter()
+            .filter(|i| touched.contains(&i.id))
+            .collect(),
+        detections,
+        reasons,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_ingest::schema::CLASS_AUTHENTICATION;
+
+    fn t(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + h * 3600, 0).expect("time")
+    }
+
+    fn finding(uid: &str, identity: Option<&str>, host: &str, class: i32, source: &str) -> Finding {
+        let mut f = Finding::new(source, uid.into(), class, t(0), "{}".into());
+        f.identity_id = identity.map(str::to_string);
+        f.device_hostname = Some(host.into());
+        f
+    }
+
+    fn detection(id: &str, kind: &str, key: &str, at: i64, uids: &[&str]) -> Detection {
+        Detection {
+            id: format!("{id:0<16}"),
+            rule_id: format!("rule.{id}"),
+            title: format!("detection {id}"),
+            entity_kind: kind.into(),
+            entity_key: key.into(),
+            bucket: 0,
+            severity_id: 3,
+            first_seen: t(at),
+            last_seen: t(at),
+            finding_uids: uids.iter().map(|u| u.to_string()).collect(),
+            tactics: vec![],
+            techniques: vec![],
+            incident_id: None,
+        }
+    }
+
+    #[test]
+    fn shared_identity_merges_and_the_logging_dc_does_not() {
+        let fs = [
+            finding(
+                "f1",
+                Some("alice@corp.example"),
+                "dc1",
+                CLASS_AUTHENTICATION,
+                "ad.windows",
+            ),
+            finding(
+                "f2",
+                Some("bob@corp.example"),
+                "dc1",
+                CLASS_AUTHENTICATION,
+                "ad.windows",
+            ),
+            finding(
+                "f3",
+                Some("alice@corp.example"),
+                "ws7",
+                CLASS_DETECTION_FINDING,
+                "azure.defender",
+            ),
+        ];
+        let index: HashMap<&str, &Finding> =
+            fs.iter().map(|f| (f.finding_uid.as_str(), f)).collect();
+        let ds = vec![
+            detection("a", "identity", "alice@corp.example", 0, &["f1"]),
+            detection("b", "identity", "bob@corp.example", 1, &["f2"]),
+            detection("c", "finding", "f3", 2, &["f3"]),
+        ];
+        let changes = merge(ds, vec![], &index, Duration::hours(24), t(10));
+        assert_eq!(changes.incidents.len(), 2, "{:#?}", changes.incidents);
+        let by_det: HashMap<_, _> = changes
+            .detections
+            .iter()
+            .map(|d| (d.rule_id.as_str(), d.incident_id.clone()))
+            .collect();
+        assert_eq!(by_det["rule.a"], by_det["rule.c"]);
+        assert_ne!(by_det["rule.a"], by_det["rule.b"]);
+        let alice = changes
+            .incidents
+            .iter()
+            .find(|i| Some(&i.id) == by_det["rule.a"].as_ref())
+            .expect("incident");
+        assert_eq!(alice.sources, ["ad.windows", "azure.defender"]);
+        assert!(
+            alice
+                .entities
+                .iter()
+                .any(|e| e.kind == "host" && e.value == "ws7")
+        );
+        assert!(!alice.entities.iter().any(|e| e.value == "dc1"));
+        assert!(
+            changes
+                .reasons
+                .iter()
+                .any(|r| r.reason.contains("shares identity alice@corp.example"))
+        );
+    }
+
+    #[test]
+    fn detections_outside_the_window_open_their_own_incident() {
+        let fs = [finding(
+            "f1",
+            Some("alice@corp.example"),
+            "h",
+            CLASS_AUTHENTICATION,
+            "ad.windows",
+        )];
+        let index: HashMap<&str, &Finding> =
+            fs.iter().map(|f| (f.finding_uid.as_str(), f)).collect();
+        let ds = vec![
+            detection("a", "identity", "alice@corp.example", 0, &["f1"]),
+            detection("b", "identity", "alice@corp.example", 30, &["f1"]),
+        ];
+        let changes = merge(ds, vec![], &index, Duration::hours(24), t(40));
+        assert_eq!(changes.incidents.len(), 2);
+    }
+
+    #[test]
+    fn closed_incidents_take_no_new_detections() {
+        let fs = [finding(
+            "f1",
+            Some("alice@corp.example"),
+            "h",
+            CLASS_AUTHENTICATION,
+            "ad.windows",
+        )];
+        let index: HashMap<&str, &Finding> =
+            fs.iter().map(|f| (f.finding_uid.as_str(), f)).collect();
+        let first = merge(
+            vec![detection("a", "identity", "alice@corp.example", 0, &["f1"])],
+            vec![],
+            &index,
+            Duration::hours(24),
+            t(1),
+        );
+        let mut closed = first.incidents[0].clone();
+        closed.status = IncidentStatus::Closed;
+        let second = merge(
+            vec![detection("b", "identity", "alice@corp.example", 1, &["f1"])],
+            vec![closed.clone()],
+            &index,
+            Duration::hours(24),
+            t(2),
+        );
+        assert_eq!(second.incidents.len(), 1);
+        assert_ne!(second.incidents[0].id, closed.id);
+    }
+}

@@ -1,0 +1,278 @@
+//! The store: findings of the live window, detections, incidents, cursors and dead letters.
+//!
+//! [`Store`] is the one interface the pipeline and the API use; [`sqlite::SqliteStore`] is the
+//! embedded default (one file, WAL, versioned migrations). Guarantees every implementation
+//! gives:
+//! - a page's findings, its dead letters and the source's cursor commit in one transaction;
+//! - findings are keyed by `(source, finding_uid)`: a newer `modified_time` replaces the row,
+//!   an older or equal one leaves it, so replays never duplicate;
+//! - dead letters are keyed by `(source, location, sha256(raw))`, so re-reading a bad input
+//!   does not pile up copies;
+//! - a correlation pass's detections, incidents and merge reasons commit together.
+
+pub mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use cairn_ingest::{DeadLetter, Finding, Page};
+
+use crate::error::Result;
+
+/// What committing a page did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PageStats {
+    /// Findings inserted or replaced by a newer version.
+    pub stored: u64,
+    /// Findings already stored with the same or a newer version.
+    pub unchanged: u64,
+    /// Dead letters recorded (repeats of a known one are not counted).
+    pub dead_letters: u64,
+}
+
+impl std::ops::AddAssign for PageStats {
+    fn add_assign(&mut self, o: PageStats) {
+        self.stored += o.stored;
+        self.unchanged += o.unchanged;
+        self.dead_letters += o.dead_letters;
+    }
+}
+
+/// Where an incident is in the analyst's workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// Opened by Cairn, not yet looked at.
+    New,
+    /// Being worked.
+    Active,
+    /// Done; new detections open a new incident.
+    Closed,
+}
+
+impl IncidentStatus {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::New => "new",
+            IncidentStatus::Active => "active",
+            IncidentStatus::Closed => "closed",
+        }
+    }
+
+    /// Parses a stored or requested name.
+    pub fn parse(s: &str) -> Option<IncidentStatus> {
+        match s {
+            "new" => Some(IncidentStatus::New),
+            "active" => Some(IncidentStatus::Active),
+            "closed" => Some(IncidentStatus::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// Something an incident is about: an identity, a host, an IP, a cloud resource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Entity {
+    /// `identity`, `host`, `ip`, `resource` or `finding`.
+    pub kind: String,
+    /// The value (`admmig@offsec.lan`, `10.23.42.22`).
+    pub value: String,
+}
+
+/// A rule's finding about one entity in one time bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// `sha256(rule_id, entity_key, bucket)`, so re-evaluation updates rather than duplicates.
+    pub id: String,
+    /// The rule that fired.
+    pub rule_id: String,
+    /// The rule's title or the row's own.
+    pub title: String,
+    /// What `entity_key` denotes.
+    pub entity_kind: String,
+    /// The entity.
+    pub entity_key: String,
+    /// `first_seen` divided by the rule's window.
+    pub bucket: i64,
+    /// OCSF severity id.
+    pub severity_id: i32,
+    /// Earliest evidence.
+    pub first_seen: DateTime<Utc>,
+    /// Latest evidence.
+    pub last_seen: DateTime<Utc>,
+    /// The evidence.
+    pub finding_uids: Vec<String>,
+    /// ATT&CK tactics of the rule.
+    pub tactics: Vec<String>,
+    /// ATT&CK techniques of the rule.
+    pub techniques: Vec<String>,
+    /// The incident it belongs to, once merged.
+    pub incident_id: Option<String>,
+}
+
+/// A merged incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable id (`inc-…`), derived from its first detection.
+    pub id: String,
+    /// Short number for people (`#12`), assigned by the store.
+    pub number: i64,
+    /// Title of its most severe detection.
+    pub title: String,
+    /// Workflow status.
+    pub status: IncidentStatus,
+    /// Highest severity id of its detections.
+    pub severity_id: i32,
+    /// Caption of `severity_id`.
+    pub severity: String,
+    /// Earliest evidence.
+    pub first_seen: DateTime<Utc>,
+    /// Latest evidence.
+    pub last_seen: DateTime<Utc>,
+    /// When Cairn opened it.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// ATT&CK tactics of its detections and findings.
+    pub tactics: Vec<String>,
+    /// ATT&CK techniques of its detections and findings.
+    pub techniques: Vec<String>,
+    /// Finding sources involved (`aws.securityhub`, `azure.defender`, `ad.windows`).
+    pub sources: Vec<String>,
+    /// Entities it is about.
+    pub entities: Vec<Entity>,
+    /// Number of detections.
+    pub detection_count: i64,
+    /// Number of distinct findings of its detections.
+    pub finding_count: i64,
+}
+
+/// Why a detection joined an incident (or opened it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeReason {
+    /// The incident.
+    pub incident_id: String,
+    /// The detection.
+    pub detection_id: String,
+    /// In words: `opened by …` or `shared identity admmig@offsec.lan with …`.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// An incident with everything an analyst opens it for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentDetail {
+    /// The incident.
+    pub incident: Incident,
+    /// Its detections, oldest first.
+    pub detections: Vec<Detection>,
+    /// Merge reasons, in order.
+    pub reasons: Vec<MergeReason>,
+}
+
+/// Filters and paging of the incident list.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    /// Only this status.
+    pub status: Option<IncidentStatus>,
+    /// Only at least this severity id.
+    pub min_severity: Option<i32>,
+    /// Only incidents with evidence at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Page size.
+    pub limit: usize,
+    /// Continue after the incident with this number (incidents are listed newest first).
+    pub before_number: Option<i64>,
+}
+
+/// One page of incidents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentPage {
+    /// The incidents, newest first.
+    pub items: Vec<Incident>,
+    /// Pass as `before_number` for the next page; `None` on the last page.
+    pub next: Option<i64>,
+}
+
+/// A stored dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredDeadLetter {
+    /// Row id.
+    pub id: i64,
+    /// The record and why it failed.
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+}
+
+/// A finding whose resolved identity changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityUpdate {
+    /// Finding source.
+    pub source: String,
+    /// Finding uid.
+    pub finding_uid: String,
+    /// New identity (or none).
+    pub identity_id: Option<String>,
+}
+
+/// Everything a correlation pass writes, in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct CorrelationChanges {
+    /// Detections to insert or replace.
+    pub detections: Vec<Detection>,
+    /// Incidents to insert or replace (with their entities).
+    pub incidents: Vec<Incident>,
+    /// Merge reasons to add.
+    pub reasons: Vec<MergeReason>,
+}
+
+/// Row counts, for summaries and readiness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreCounts {
+    /// Findings.
+    pub findings: i64,
+    /// Dead letters.
+    pub dead_letters: i64,
+    /// Detections.
+    pub detections: i64,
+    /// Incidents.
+    pub incidents: i64,
+}
+
+/// Persistent state of Cairn. See the module docs for the guarantees.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores a page's findings and dead letters and the source's cursor, atomically.
+    async fn commit_page(&self, source_id: &str, page: &Page) -> Result<PageStats>;
+    /// The last committed cursor of a source.
+    async fn cursor(&self, source_id: &str) -> Result<Option<String>>;
+    /// The latest event time of any stored finding (the correlation clock).
+    async fn watermark(&self) -> Result<Option<DateTime<Utc>>>;
+    /// Findings with event time at or after `since`, oldest first.
+    async fn findings_since(&self, since: DateTime<Utc>) -> Result<Vec<Finding>>;
+    /// Findings by uid (any source), oldest first.
+    async fn findings_by_uid(&self, uids: &[String]) -> Result<Vec<Finding>>;
+    /// Records resolved identities of findings.
+    async fn set_identities(&self, updates: &[IdentityUpdate]) -> Result<()>;
+    /// Stored detections with these ids.
+    async fn detections_by_id(&self, ids: &[String]) -> Result<Vec<Detection>>;
+    /// Incidents that are not closed, with their entities.
+    async fn open_incidents(&self) -> Result<Vec<Incident>>;
+    /// Writes a correlation pass's results atomically; new incidents get their numbers here.
+    async fn apply(&self, changes: &CorrelationChanges) -> Result<()>;
+    /// Lists incidents, newest first.
+    async fn incidents(&self, filter: &IncidentFilter) -> Result<IncidentPage>;
+    /// One incident with its detections and merge reasons.
+    async fn incident(&self, id: &str) -> Result<Option<IncidentDetail>>;
+    /// The id of the incident with this number.
+    async fn incident_id_by_number(&self, number: i64) -> Result<Option<String>>;
+    /// Dead letters, newest first.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>>;
+    /// Row counts.
+    async fn counts(&self) -> Result<StoreCounts>;
+}

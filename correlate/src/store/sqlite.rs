@@ -1,0 +1,603 @@
+//! The embedded store: one SQLite file in WAL mode, versioned migrations
+//! (`correlate/migrations/sqlite`), one transaction per page and per correlation pass.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row};
+
+use cairn_ingest::{DeadLetter, Finding, Page, Severity};
+
+use super::{
+    CorrelationChanges, Detection, Entity, IdentityUpdate, Incident, IncidentDetail,
+    IncidentFilter, IncidentPage, IncidentStatus, MergeReason, PageStats, Store, StoreCounts,
+    StoredDeadLetter,
+};
+use crate::error::{CorrelateError, Result};
+
+/// SQLite limits bound parameters per statement; lookups by many ids go in chunks.
+const IN_CHUNK: usize = 500;
+
+/// The embedded SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| CorrelateError::Corrupt {
+        what: "timestamp",
+        message: format!("{v} ms is out of range"),
+    })
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    // Serializing plain data structures (strings, lists, maps of strings) cannot fail.
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn from_json<T: DeserializeOwned>(what: &'static str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| CorrelateError::Corrupt {
+        what,
+        message: e.to_string(),
+    })
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                CorrelateError::Config(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(CorrelateError::storage(format!(
+                "opening {}",
+                path.display()
+            )))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(CorrelateError::storage(format!(
+                "opening {}",
+                path.display()
+            )))?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn detections_where(&self, clause: &str, binds: &[String]) -> Result<Vec<Detection>> {
+        let sql = format!(
+            "SELECT id, rule_id, title, entity_kind, entity_key, bucket, severity_id, first_seen, \
+             last_seen, finding_uids, tactics, techniques, incident_id FROM detections WHERE {clause} \
+             ORDER BY first_seen, id"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b.as_str());
+        }
+        let rows = q
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CorrelateError::storage("reading detections"))?;
+        rows.iter().map(detection_from_row).collect()
+    }
+
+    async fn incidents_from_rows(&self, rows: Vec<SqliteRow>) -> Result<Vec<Incident>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut inc = incident_from_row(&row)?;
+            let entities = sqlx::query(
+                "SELECT kind, value FROM incident_entities WHERE incident_id = ? ORDER BY kind, value",
+            )
+            .bind(&inc.id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CorrelateError::storage("reading incident entities"))?;
+            inc.entities = entities
+                .iter()
+                .map(|r| {
+                    Ok(Entity {
+                        kind: r.try_get("kind")?,
+                        value: r.try_get("value")?,
+                    })
+                })
+                .collect::<std::result::Result<_, sqlx::Error>>()
+                .map_err(CorrelateError::storage("reading incident entities"))?;
+            out.push(inc);
+        }
+        Ok(out)
+    }
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
+    row: &'r SqliteRow,
+    col: &str,
+) -> Result<T> {
+    row.try_get(col)
+        .map_err(CorrelateError::storage(format!("reading column {col}")))
+}
+
+fn detection_from_row(r: &SqliteRow) -> Result<Detection> {
+    Ok(Detection {
+        id: get(r, "id")?,
+        rule_id: get(r, "rule_id")?,
+        title: get(r, "title")?,
+        entity_kind: get(r, "entity_kind")?,
+        entity_key: get(r, "entity_key")?,
+        bucket: get(r, "bucket")?,
+        severity_id: get(r, "severity_id")?,
+        first_seen: from_ms(get(r, "first_seen")?)?,
+        last_seen: from_ms(get(r, "last_seen")?)?,
+        finding_uids: from_json("detection evidence", &get::<String>(r, "finding_uids")?)?,
+        tactics: from_json("detection tactics", &get::<String>(r, "tactics")?)?,
+        techniques: from_json("detection techniques", &get::<String>(r, "techniques")?)?,
+        incident_id: get(r, "incident_id")?,
+    })
+}
+
+fn incident_from_row(r: &SqliteRow) -> Result<Incident> {
+    let status: String = get(r, "status")?;
+    let severity_id: i32 = get(r, "severity_id")?;
+    Ok(Incident {
+        id: get(r, "id")?,
+        number: get(r, "number")?,
+        title: get(r, "title")?,
+        status: IncidentStatus::parse(&status).ok_or_else(|| CorrelateError::Corrupt {
+            what: "incident status",
+            message: status.clone(),
+        })?,
+        severity_id,
+        severity: Severity::from_id(severity_id).caption().to_string(),
+        first_seen: from_ms(get(r, "first_seen")?)?,
+        last_seen: from_ms(get(r, "last_seen")?)?,
+        created_at: from_ms(get(r, "created_at")?)?,
+        updated_at: from_ms(get(r, "updated_at")?)?,
+        tactics: from_json("incident tactics", &get::<String>(r, "tactics")?)?,
+        techniques: from_json("incident techniques", &get::<String>(r, "techniques")?)?,
+        sources: from_json("incident sources", &get::<String>(r, "sources")?)?,
+        entities: Vec::new(),
+        detection_count: get(r, "detection_count")?,
+        finding_count: get(r, "finding_count")?,
+    })
+}
+
+fn finding_from_row(r: &SqliteRow) -> Result<Finding> {
+    let mut f: Finding = from_json("finding", &get::<String>(r, "finding")?)?;
+    f.identity_id = get(r, "identity_id")?;
+    Ok(f)
+}
+
+const INCIDENT_COLUMNS: &str = "id, number, title, status, severity_id, first_seen, last_seen, \
+    created_at, updated_at, tactics, techniques, sources, detection_count, finding_count";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn commit_page(&self, source_id: &str, page: &Page) -> Result<PageStats> {
+        let ctx = || format!("committing a page of source {source_id}");
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(CorrelateError::storage(ctx()))?;
+        let mut stats = PageStats::default();
+        for f in &page.findings {
+            let mut stored = f.clone();
+            stored.identity_id = None;
+            let done = sqlx::query(
+                "INSERT INTO findings (source, finding_uid, time, modified_time, ingested_at, finding) \
+                 VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (source, finding_uid) DO UPDATE SET \
+                   time = excluded.time, modified_time = excluded.modified_time, \
+                   ingested_at = excluded.ingested_at, finding = excluded.finding \
+                 WHERE excluded.modified_time > findings.modified_time",
+            )
+            .bind(&f.source)
+            .bind(&f.finding_uid)
+            .bind(ms(f.time))
+            .bind(ms(f.modified_time))
+            .bind(ms(f.ingested_at))
+            .bind(to_json(&stored))
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx()))?;
+            if done.rows_affected() > 0 {
+                stats.stored += 1;
+            } else {
+                stats.unchanged += 1;
+            }
+        }
+        for d in &page.dead_letters {
+            let hash = hex::encode(Sha256::digest(d.raw.as_bytes()));
+            let done = sqlx::query(
+                "INSERT INTO dead_letters (source, location, reason, raw, raw_sha256, at) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&d.source)
+            .bind(&d.location)
+            .bind(&d.reason)
+            .bind(&d.raw)
+            .bind(hash)
+            .bind(ms(d.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx()))?;
+            stats.dead_letters += done.rows_affected();
+        }
+        if let Some(c) = &page.cursor {
+            sqlx::query(
+                "INSERT INTO source_cursors (source_id, cursor, updated_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (source_id) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+            )
+            .bind(source_id)
+            .bind(c)
+            .bind(ms(Utc::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx()))?;
+        }
+        tx.commit().await.map_err(CorrelateError::storage(ctx()))?;
+        Ok(stats)
+    }
+
+    async fn cursor(&self, source_id: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT cursor FROM source_cursors WHERE source_id = ?")
+            .bind(source_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(CorrelateError::storage(format!(
+                "reading the cursor of {source_id}"
+            )))
+    }
+
+    async fn watermark(&self) -> Result<Option<DateTime<Utc>>> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT max(time) FROM findings")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(CorrelateError::storage("reading the watermark"))?;
+        max.map(from_ms).transpose()
+    }
+
+    async fn findings_since(&self, since: DateTime<Utc>) -> Result<Vec<Finding>> {
+        let rows = sqlx::query(
+            "SELECT finding, identity_id FROM findings WHERE time >= ? ORDER BY time, source, finding_uid",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage("reading the correlation window"))?;
+        rows.iter().map(finding_from_row).collect()
+    }
+
+    async fn findings_by_uid(&self, uids: &[String]) -> Result<Vec<Finding>> {
+        let mut out = Vec::new();
+        for chunk in uids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT finding, identity_id FROM findings WHERE finding_uid IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for u in chunk {
+                q = q.bind(u.as_str());
+            }
+            let rows = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(CorrelateError::storage("reading findings by uid"))?;
+            for r in &rows {
+                out.push(finding_from_row(r)?);
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.time, &a.source, &a.finding_uid).cmp(&(b.time, &b.source, &b.finding_uid))
+        });
+        Ok(out)
+    }
+
+    async fn set_identities(&self, updates: &[IdentityUpdate]) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(CorrelateError::storage("recording identities"))?;
+        for u in updates {
+            sqlx::query("UPDATE findings SET identity_id = ? WHERE source = ? AND finding_uid = ?")
+                .bind(u.identity_id.as_deref())
+                .bind(&u.source)
+                .bind(&u.finding_uid)
+                .execute(&mut *tx)
+                .await
+                .map_err(CorrelateError::storage("recording identities"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(CorrelateError::storage("recording identities"))
+    }
+
+    async fn detections_by_id(&self, ids: &[String]) -> Result<Vec<Detection>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let clause = format!("id IN ({})", placeholders(chunk.len()));
+            out.extend(self.detections_where(&clause, chunk).await?);
+        }
+        Ok(out)
+    }
+
+    async fn open_incidents(&self) -> Result<Vec<Incident>> {
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE status <> 'closed' ORDER BY number"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CorrelateError::storage("reading open incidents"))?;
+        self.incidents_from_rows(rows).await
+    }
+
+    async fn apply(&self, changes: &CorrelationChanges) -> Result<()> {
+        let ctx = "writing correlation results";
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+        let now = ms(Utc::now());
+        for inc in &changes.incidents {
+            // Numbers are assigned here, once, in creation order.
+            sqlx::query(
+                "INSERT INTO incidents (id, number, title, status, severity_id, first_seen, last_seen, \
+                   created_at, updated_at, tactics, techniques, sources, detection_count, finding_count) \
+                 VALUES (?, (SELECT coalesce(max(number), 0) + 1 FROM incidents), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET title = excluded.title, severity_id = excluded.severity_id, \
+                   first_seen = excluded.first_seen, last_seen = excluded.last_seen, updated_at = excluded.updated_at, \
+                   tactics = excluded.tactics, techniques = excluded.techniques, sources = excluded.sources, \
+                   detection_count = excluded.detection_count, finding_count = excluded.finding_count",
+            )
+            .bind(&inc.id)
+            .bind(&inc.title)
+            .bind(inc.status.as_str())
+            .bind(inc.severity_id)
+            .bind(ms(inc.first_seen))
+            .bind(ms(inc.last_seen))
+            .bind(ms(inc.created_at))
+            .bind(ms(inc.updated_at))
+            .bind(to_json(&inc.tactics))
+            .bind(to_json(&inc.techniques))
+            .bind(to_json(&inc.sources))
+            .bind(inc.detection_count)
+            .bind(inc.finding_count)
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+            for e in &inc.entities {
+                sqlx::query(
+                    "INSERT INTO incident_entities (incident_id, kind, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(&inc.id)
+                .bind(&e.kind)
+                .bind(&e.value)
+                .execute(&mut *tx)
+                .await
+                .map_err(CorrelateError::storage(ctx))?;
+            }
+        }
+        for d in &changes.detections {
+            sqlx::query(
+                "INSERT INTO detections (id, rule_id, title, entity_kind, entity_key, bucket, severity_id, \
+                   first_seen, last_seen, finding_uids, tactics, techniques, incident_id, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET title = excluded.title, severity_id = excluded.severity_id, \
+                   first_seen = excluded.first_seen, last_seen = excluded.last_seen, \
+                   finding_uids = excluded.finding_uids, incident_id = excluded.incident_id, \
+                   updated_at = excluded.updated_at",
+            )
+            .bind(&d.id)
+            .bind(&d.rule_id)
+            .bind(&d.title)
+            .bind(&d.entity_kind)
+            .bind(&d.entity_key)
+            .bind(d.bucket)
+            .bind(d.severity_id)
+            .bind(ms(d.first_seen))
+            .bind(ms(d.last_seen))
+            .bind(to_json(&d.finding_uids))
+            .bind(to_json(&d.tactics))
+            .bind(to_json(&d.techniques))
+            .bind(d.incident_id.as_deref())
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+        }
+        for inc in &changes.incidents {
+            sqlx::query(
+                "UPDATE incidents SET \
+                   detection_count = (SELECT count(*) FROM detections WHERE incident_id = incidents.id), \
+                   finding_count = (SELECT count(DISTINCT j.value) FROM detections d, json_each(d.finding_uids) j \
+                                    WHERE d.incident_id = incidents.id) \
+                 WHERE id = ?",
+            )
+            .bind(&inc.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+        }
+        for r in &changes.reasons {
+            sqlx::query(
+                "INSERT INTO merge_reasons (incident_id, detection_id, reason, at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&r.incident_id)
+            .bind(&r.detection_id)
+            .bind(&r.reason)
+            .bind(ms(r.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+        }
+        tx.commit().await.map_err(CorrelateError::storage(ctx))
+    }
+
+    async fn incidents(&self, filter: &IncidentFilter) -> Result<IncidentPage> {
+        let mut clauses = vec!["1 = 1".to_string()];
+        let mut binds: Vec<i64> = Vec::new();
+        let mut status = None;
+        if let Some(s) = filter.status {
+            clauses.push("status = ?".into());
+            status = Some(s.as_str());
+        }
+        if let Some(sev) = filter.min_severity {
+            clauses.push("severity_id >= ?".into());
+            binds.push(i64::from(sev));
+        }
+        if let Some(since) = filter.since {
+            clauses.push("last_seen >= ?".into());
+            binds.push(ms(since));
+        }
+        if let Some(n) = filter.before_number {
+            clauses.push("number < ?".into());
+            binds.push(n);
+        }
+        let limit = filter.limit.max(1);
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {} ORDER BY number DESC LIMIT {}",
+            clauses.join(" AND "),
+            limit + 1
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(s) = status {
+            q = q.bind(s);
+        }
+        for b in binds {
+            q = q.bind(b);
+        }
+        let mut rows = q
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CorrelateError::storage("listing incidents"))?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let items = self.incidents_from_rows(rows).await?;
+        let next = if more {
+            items.last().map(|i| i.number)
+        } else {
+            None
+        };
+        Ok(IncidentPage { items, next })
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<IncidentDetail>> {
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CorrelateError::storage(format!("reading incident {id}")))?;
+        let Some(incident) = self.incidents_from_rows(rows).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let detections = self
+            .detections_where("incident_id = ?", &[id.to_string()])
+            .await?;
+        let reasons = sqlx::query(
+            "SELECT incident_id, detection_id, reason, at FROM merge_reasons WHERE incident_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage(format!("reading merge reasons of {id}")))?
+        .iter()
+        .map(|r| {
+            Ok(MergeReason {
+                incident_id: get(r, "incident_id")?,
+                detection_id: get(r, "detection_id")?,
+                reason: get(r, "reason")?,
+                at: from_ms(get(r, "at")?)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(IncidentDetail {
+            incident,
+            detections,
+            reasons,
+        }))
+    }
+
+    async fn incident_id_by_number(&self, number: i64) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT id FROM incidents WHERE number = ?")
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(CorrelateError::storage(format!(
+                "looking up incident #{number}"
+            )))
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT id, source, location, reason, raw, at FROM dead_letters ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage("reading dead letters"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredDeadLetter {
+                    id: get(r, "id")?,
+                    letter: DeadLetter {
+                        source: get(r, "source")?,
+                        location: get(r, "location")?,
+                        reason: get(r, "reason")?,
+                        raw: get(r, "raw")?,
+                        at: from_ms(get(r, "at")?)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM findings) AS findings, \
+                    (SELECT count(*) FROM dead_letters) AS dead_letters, \
+                    (SELECT count(*) FROM detections) AS detections, \
+                    (SELECT count(*) FROM incidents) AS incidents",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(CorrelateError::storage("counting rows"))?;
+        Ok(StoreCounts {
+            findings: get(&row, "findings")?,
+            dead_letters: get(&row, "dead_letters")?,
+            detections: get(&row, "detections")?,
+            incidents: get(&row, "incidents")?,
+        })
+    }
+}

@@ -1,0 +1,196 @@
+//! Store behaviour every implementation must show; run here against SQLite.
+
+use chrono::{DateTime, Duration, Utc};
+
+use cairn_ingest::schema::CLASS_AUTHENTICATION;
+use cairn_ingest::{DeadLetter, Finding, Page};
+
+use super::sqlite::SqliteStore;
+use super::*;
+
+fn t(minutes: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_763_280_000, 0).expect("time") + Duration::minutes(minutes)
+}
+
+fn finding(uid: &str, minute: i64) -> Finding {
+    Finding::new(
+        "ad.windows",
+        uid.into(),
+        CLASS_AUTHENTICATION,
+        t(minute),
+        format!("{{\"uid\":\"{uid}\"}}"),
+    )
+}
+
+async fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = SqliteStore::open(&dir.path().join("cairn.db"))
+        .await
+        .expect("open store");
+    (dir, s)
+}
+
+#[tokio::test]
+async fn pages_are_idempotent_and_newer_versions_replace_older() {
+    let (_dir, s) = store().await;
+    let page = Page {
+        findings: vec![finding("a", 0), finding("b", 1)],
+        dead_letters: vec![DeadLetter::new(
+            "file",
+            "x.json:3".into(),
+            "invalid JSON".into(),
+            b"{oops",
+        )],
+        cursor: Some("c1".into()),
+        bytes: 10,
+    };
+    let first = s.commit_page("file", &page).await.expect("commit");
+    assert_eq!(
+        first,
+        PageStats {
+            stored: 2,
+            unchanged: 0,
+            dead_letters: 1
+        }
+    );
+    let again = s.commit_page("file", &page).await.expect("commit again");
+    assert_eq!(
+        again,
+        PageStats {
+            stored: 0,
+            unchanged: 2,
+            dead_letters: 0
+        }
+    );
+    assert_eq!(
+        s.cursor("file").await.expect("cursor").as_deref(),
+        Some("c1")
+    );
+
+    let mut newer = finding("a", 0);
+    newer.modified_time = t(5);
+    newer.title = Some("updated".into());
+    let mut older = finding("b", 1);
+    older.modified_time = t(-5);
+    older.title = Some("stale".into());
+    let stats = s
+        .commit_page(
+            "file",
+            &Page {
+                findings: vec![newer, older],
+                ..Page::default()
+            },
+        )
+        .await
+        .expect("commit versions");
+    assert_eq!(
+        stats,
+        PageStats {
+            stored: 1,
+            unchanged: 1,
+            dead_letters: 0
+        }
+    );
+    let stored = s.findings_since(t(-60)).await.expect("read");
+    let titles: Vec<_> = stored.iter().map(|f| f.title.as_deref()).collect();
+    assert_eq!(titles, [Some("updated"), None]);
+    assert_eq!(s.counts().await.expect("counts").dead_letters, 1);
+    assert_eq!(s.watermark().await.expect("watermark"), Some(t(1)));
+    let dead = s.dead_letters(10).await.expect("dead letters");
+    assert_eq!(dead[0].letter.location, "x.json:3");
+    assert_eq!(dead[0].letter.raw, "{oops");
+}
+
+fn incident(id: &str, severity_id: i32, minute: i64) -> Incident {
+    Incident {
+        id: id.into(),
+        number: 0,
+        title: format!("incident {id}"),
+        status: IncidentStatus::New,
+        severity_id,
+        severity: cairn_ingest::Severity::from_id(severity_id)
+            .caption()
+            .into(),
+        first_seen: t(minute),
+        last_seen: t(minute),
+        created_at: t(minute),
+        updated_at: t(minute),
+        tactics: vec![],
+        techniques: vec![],
+        sources: vec!["ad.windows".into()],
+        entities: vec![Entity {
+            kind: "identity".into(),
+            value: format!("{id}@corp.example"),
+        }],
+        detection_count: 0,
+        finding_count: 0,
+    }
+}
+
+#[tokio::test]
+async fn incidents_page_newest_first_with_filters() {
+    let (_dir, s) = store().await;
+    let changes = CorrelationChanges {
+        incidents: vec![
+            incident("i1", 2, 0),
+            incident("i2", 4, 10),
+            incident("i3", 5, 20),
+        ],
+        ..CorrelationChanges::default()
+    };
+    s.apply(&changes).await.expect("apply");
+    let page = s
+        .incidents(&IncidentFilter {
+            limit: 2,
+            ..IncidentFilter::default()
+        })
+        .await
+        .expect("page 1");
+    let numbers: Vec<_> = page.items.iter().map(|i| i.number).collect();
+    assert_eq!(numbers, [3, 2]);
+    assert_eq!(page.next, Some(2));
+    let page2 = s
+        .incidents(&IncidentFilter {
+            limit: 2,
+            before_number: page.next,
+            ..IncidentFilter::default()
+        })
+        .await
+        .expect("page 2");
+    assert_eq!(
+        page2
+            .items
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect::<Vec<_>>(),
+        ["i1"]
+    );
+    assert_eq!(page2.next, None);
+    let high = s
+        .incidents(&IncidentFilter {
+            limit: 10,
+            min_severity: Some(4),
+            since: Some(t(15)),
+            ..IncidentFilter::default()
+        })
+        .await
+        .expect("filtered");
+    assert_eq!(
+        high.items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        ["i3"]
+    );
+    assert_eq!(high.items[0].entities[0].value, "i3@corp.example");
+    // Applying the same incident again keeps its number.
+    s.apply(&CorrelationChanges {
+        incidents: vec![incident("i1", 3, 0)],
+        ..CorrelationChanges::default()
+    })
+    .await
+    .expect("re-apply");
+    assert_eq!(
+        s.incident_id_by_number(1).await.expect("lookup").as_deref(),
+        Some("i1")
+    );
+    let detail = s.incident("i1").await.expect("detail").expect("exists");
+    assert_eq!(detail.incident.severity_id, 3);
+}

@@ -1,0 +1,404 @@
+//! Loading and validating rules: from folders of YAML files and from the built-in pack.
+//!
+//! Every rule is parsed, checked and its SQL planned against the `findings` schema before
+//! Cairn starts; all problems of all files are reported at once, each with its file and line,
+//! and a single broken rule fails the load (a silently missing detection is worse than a
+//! refused start).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use include_dir::{Dir, include_dir};
+
+use cairn_ingest::Severity;
+
+use crate::rule::{MAX_WINDOW, Rule, RuleFile, parse_window};
+use crate::sql::{check_query, planning_session};
+
+static BUILTIN_PACK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/pack");
+
+/// One problem in one rule file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    /// The file (or `builtin:<path>`).
+    pub origin: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.origin, l, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+/// Every problem found while loading rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct RuleErrors(pub Vec<RuleError>);
+
+impl fmt::Display for RuleErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} invalid rule(s):", self.0.len())?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A validated set of rules with unique ids, in id order.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    rules: BTreeMap<String, Rule>,
+}
+
+/// A rule's source text and where it came from.
+struct RuleText {
+    origin: String,
+    text: String,
+}
+
+impl RuleSet {
+    /// The rules, in id order.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.values()
+    }
+
+    /// The rule with `id`.
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.get(id)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The built-in rule pack shipped inside the binary.
+    pub async fn builtin() -> Result<RuleSet, RuleErrors> {
+        let mut texts = Vec::new();
+        collect_builtin(&BUILTIN_PACK, &mut texts);
+        Self::from_texts(texts).await
+    }
+
+    /// The built-in pack plus every `*.yml`/`*.yaml` under `dirs` (recursively). A rule in a
+    /// folder replaces a built-in rule with the same id, so a site can tune one.
+    pub async fn load(
+        dirs: &[impl AsRef<Path>],
+        with_builtin: bool,
+    ) -> Result<RuleSet, RuleErrors> {
+        let mut texts = Vec::new();
+        if with_builtin {
+            collect_builtin(&BUILTIN_PACK, &mut texts);
+        }
+        let mut errors = Vec::new();
+        for d in dirs {
+            collect_dir(d.as_ref(), &mut texts, &mut errors);
+        }
+        if !errors.is_empty() {
+            return Err(RuleErrors(errors));
+        }
+        Self::from_texts(texts).await
+    }
+
+    async fn from_texts(texts: Vec<RuleText>) -> Result<RuleSet, RuleErrors> {
+        let mut errors = Vec::new();
+        let ctx = match planning_session() {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(RuleErrors(vec![RuleError {
+                    origin: "rules".into(),
+                    line: None,
+                    message: format!("cannot create the planning session: {e}"),
+                }]));
+            }
+        };
+        let mut rules: BTreeMap<String, Rule> = BTreeMap::new();
+        for t in texts {
+            match parse_rule(&t) {
+                Err(e) => errors.push(e),
+                Ok(None) => {}
+                Ok(Some(rule)) => {
+                    if let Err(message) = check_query(&ctx, &rule.sql).await {
+                        errors.push(RuleError {
+                            origin: rule.origin.clone(),
+                            line: Some(rule.sql_line),
+                            message: format!("invalid SQL: {message}"),
+                        });
+                        continue;
+                    }
+                    if let Some(previous) = rules.get(&rule.id) {
+                        let both_user = !previous.origin.starts_with("builtin:")
+                            && !rule.origin.starts_with("builtin:");
+                        if both_user {
+                            errors.push(RuleError {
+                                origin: rule.origin.clone(),
+                                line: Some(1),
+                                message: format!(
+                                    "duplicate rule id `{}` (also in {})",
+                                    rule.id, previous.origin
+                                ),
+                            });
+                            continue;
+                        }
+                    }
+                    rules.insert(rule.id.clone(), rule);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(RuleSet { rules })
+        } else {
+            Err(RuleErrors(errors))
+        }
+    }
+}
+
+fn collect_builtin(dir: &Dir<'static>, out: &mut Vec<RuleText>) {
+    for f in dir.files() {
+        let path = f.path();
+        if is_rule_file(path)
+            && let Some(text) = f.contents_utf8()
+        {
+            out.push(RuleText {
+                origin: format!("builtin:{}", path.display()),
+                text: text.to_string(),
+            });
+        }
+    }
+    for d in dir.dirs() {
+        collect_builtin(d, out);
+    }
+}
+
+fn is_rule_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e == "yml" || e == "yaml")
+}
+
+fn collect_dir(dir: &Path, out: &mut Vec<RuleText>, errors: &mut Vec<RuleError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(RuleError {
+                origin: dir.display().to_string(),
+                line: None,
+                message: format!("cannot read rule folder: {e}"),
+            });
+            return;
+        }
+    };
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            collect_dir(&p, out, errors);
+        } else if is_rule_file(&p) {
+            match std::fs::read_to_string(&p) {
+                Ok(text) => out.push(RuleText {
+                    origin: p.display().to_string(),
+                    text,
+                }),
+                Err(e) => errors.push(RuleError {
+                    origin: p.display().to_string(),
+                    line: None,
+                    message: format!("cannot read rule file: {e}"),
+                }),
+            }
+        }
+    }
+}
+
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let prefix = format!("{key}:");
+    text.lines()
+        .position(|l| l.starts_with(&prefix))
+        .map(|i| i + 1)
+}
+
+/// Parses and checks everything but the SQL; `Ok(None)` for a rule switched off with
+/// `enabled: false`.
+fn parse_rule(t: &RuleText) -> Result<Option<Rule>, RuleError> {
+    let err = |line: Option<usize>, message: String| RuleError {
+        origin: t.origin.clone(),
+        line,
+        message,
+    };
+    let file: RuleFile = yaml_serde::from_str(&t.text)
+        .map_err(|e| err(e.location().map(|l| l.line()), e.to_string()))?;
+    if file.enabled == Some(false) {
+        return Ok(None);
+    }
+    let valid_id = !file.id.is_empty()
+        && file
+            .id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if !valid_id {
+        return Err(err(
+            line_of_key(&t.text, "id"),
+            format!(
+                "rule id `{}` must be lower-case letters, digits, `.`, `_` or `-`",
+                file.id
+            ),
+        ));
+    }
+    let severity = Severity::parse_label(&file.severity).ok_or_else(|| {
+        err(
+            line_of_key(&t.text, "severity"),
+            format!(
+                "unknown severity `{}` (informational, low, medium, high, critical)",
+                file.severity
+            ),
+        )
+    })?;
+    let window = parse_window(&file.window)
+        .filter(|w| *w <= MAX_WINDOW)
+        .ok_or_else(|| {
+            err(
+                line_of_key(&t.text, "window"),
+                format!(
+                    "window `{}` must look like 30m, 1h or 2d and be at most 48h",
+                    file.window
+                ),
+            )
+        })?;
+    for id in &file.attack.tactics {
+        if !(id.starts_with("TA") && id.len() == 6 && id[2..].chars().all(|c| c.is_ascii_digit())) {
+            return Err(err(
+                line_of_key(&t.text, "attack"),
+                format!("`{id}` is not an ATT&CK tactic id"),
+            ));
+        }
+    }
+    Ok(Some(Rule {
+        id: file.id,
+        title: file.title,
+        description: file.description.trim().to_string(),
+        severity,
+        attack: file.attack,
+        entity: file.entity,
+        window,
+        sql: file.sql,
+        origin: t.origin.clone(),
+        sql_line: line_of_key(&t.text, "sql").unwrap_or(1),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(origin: &str, text: &str) -> RuleText {
+        RuleText {
+            origin: origin.into(),
+            text: text.into(),
+        }
+    }
+
+    const GOOD: &str = "id: t.good\ntitle: Good\nseverity: low\nentity: identity\nwindow: 1h\nsql: |\n  SELECT identity_id AS entity_key, min(time) AS first_seen, max(time) AS last_seen, array_agg(finding_uid) AS finding_uids FROM findings GROUP BY identity_id\n";
+
+    #[tokio::test]
+    async fn builtin_pack_loads() {
+        let set = RuleSet::builtin().await.expect("built-in pack is valid");
+        assert!(set.len() >= 4, "only {} rules", set.len());
+    }
+
+    #[tokio::test]
+    async fn every_error_is_reported_with_file_and_line() {
+        let texts = vec![
+            text("a.yml", GOOD),
+            text(
+                "b.yml",
+                &GOOD
+                    .replace("id: t.good", "id: t.b")
+                    .replace("min(time)", "min(nosuchcolumn)"),
+            ),
+            text(
+                "c.yml",
+                &GOOD
+                    .replace("id: t.good", "id: t.c")
+                    .replace("severity: low", "severity: urgent"),
+            ),
+            text(
+                "d.yml",
+                &GOOD
+                    .replace("id: t.good", "id: t.d")
+                    .replace("AS finding_uids", "AS uids"),
+            ),
+            text("e.yml", &format!("{GOOD}colour: blue\n")),
+            text(
+                "f.yml",
+                &GOOD
+                    .replace("id: t.good", "id: t.f")
+                    .replace("SELECT", "DELETE FROM findings; SELECT"),
+            ),
+            text(
+                "g.yml",
+                &GOOD
+                    .replace("window: 1h", "window: 3d")
+                    .replace("id: t.good", "id: t.g"),
+            ),
+        ];
+        let errors = RuleSet::from_texts(texts)
+            .await
+            .expect_err("bad rules fail")
+            .0;
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 6, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("b.yml:6: invalid SQL:") && shown[0].contains("nosuchcolumn"),
+            "{}",
+            shown[0]
+        );
+        assert!(
+            shown[1].starts_with("c.yml:3: unknown severity `urgent`"),
+            "{}",
+            shown[1]
+        );
+        assert!(
+            shown[2]
+                .starts_with("d.yml:6: invalid SQL: the query must return a column `finding_uids`"),
+            "{}",
+            shown[2]
+        );
+        assert!(
+            shown[3].starts_with("e.yml:") && shown[3].contains("unknown field `colour`"),
+            "{}",
+            shown[3]
+        );
+        assert!(
+            shown[4].starts_with("f.yml:6: invalid SQL:"),
+            "{}",
+            shown[4]
+        );
+        assert!(shown[5].starts_with("g.yml:5: window `3d`"), "{}", shown[5]);
+    }
+
+    #[tokio::test]
+    async fn a_folder_rule_replaces_the_builtin_one_with_its_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let builtin = RuleSet::builtin().await.expect("builtin");
+        let some_id = builtin.rules().next().expect("a rule").id.clone();
+        std::fs::write(
+            dir.path().join("mine.yml"),
+            GOOD.replace("t.good", &some_id),
+        )
+        .expect("write");
+        let set = RuleSet::load(&[dir.path()], true).await.expect("load");
+        assert_eq!(set.len(), builtin.len());
+        assert_eq!(set.get(&some_id).map(|r| r.title.as_str()), Some("Good"));
+    }
+}

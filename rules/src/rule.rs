@@ -1,0 +1,159 @@
+//! The rule file format.
+//!
+//! A rule is a YAML file holding one SQL `SELECT` over the `findings` table that returns one
+//! row per detection:
+//!
+//! | column | type | meaning |
+//! |---|---|---|
+//! | `entity_key` | string | what the detection is about (identity, host, IP, resource, finding uid) |
+//! | `first_seen`, `last_seen` | timestamp | event-time span of the evidence |
+//! | `finding_uids` | list of strings | the evidence |
+//! | `severity_id` (optional) | integer | overrides the rule's severity for this row |
+//! | `title` (optional) | string | overrides the rule's title for this row |
+//!
+//! ```yaml
+//! id: cairn.ad.privileged_group_member_added
+//! title: Member added to a privileged AD group
+//! description: …
+//! severity: high
+//! attack: { tactics: [TA0003, TA0004], techniques: [T1098] }
+//! entity: identity
+//! window: 24h
+//! sql: |
+//!   SELECT … AS entity_key, … FROM findings WHERE …
+//! ```
+
+use std::time::Duration;
+
+use cairn_ingest::Severity;
+use serde::{Deserialize, Serialize};
+
+/// What a rule's `entity_key` denotes; it decides which findings' entities count when
+/// detections are merged into incidents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    /// A resolved identity (or an account name when none resolved).
+    Identity,
+    /// A host name.
+    Host,
+    /// An IP address.
+    Ip,
+    /// A cloud resource id.
+    Resource,
+    /// One finding (pass-through of a provider's alert).
+    Finding,
+}
+
+impl EntityKind {
+    /// The lower-case name used in configuration and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Identity => "identity",
+            EntityKind::Host => "host",
+            EntityKind::Ip => "ip",
+            EntityKind::Resource => "resource",
+            EntityKind::Finding => "finding",
+        }
+    }
+}
+
+/// MITRE ATT&CK ids a rule detects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attack {
+    /// Tactic ids (`TA0006`).
+    #[serde(default)]
+    pub tactics: Vec<String>,
+    /// Technique ids (`T1110`, `T1110.003`).
+    #[serde(default)]
+    pub techniques: Vec<String>,
+}
+
+/// A rule file as written, before validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleFile {
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub severity: String,
+    #[serde(default)]
+    pub attack: Attack,
+    pub entity: EntityKind,
+    pub window: String,
+    pub sql: String,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// A validated rule: its SQL has been planned against the `findings` schema and returns
+/// the columns a detection needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    /// Stable id (`cairn.ad.bruteforce_then_logon`); part of every detection's key.
+    pub id: String,
+    /// One-line title shown in incident timelines.
+    pub title: String,
+    /// What the rule finds and why it matters.
+    pub description: String,
+    /// Severity of its detections (unless a row overrides it).
+    pub severity: Severity,
+    /// ATT&CK tactics and techniques.
+    pub attack: Attack,
+    /// What `entity_key` denotes.
+    pub entity: EntityKind,
+    /// How far apart the steps may be; also the width of the detection's time bucket.
+    #[serde(with = "duration_secs")]
+    pub window: Duration,
+    /// The SQL `SELECT`.
+    pub sql: String,
+    /// Where it came from: a file path or `builtin:<path>`.
+    pub origin: String,
+    /// Line of the `sql:` key in the file, for error reports.
+    #[serde(skip)]
+    pub sql_line: usize,
+}
+
+mod duration_secs {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+/// The longest window a rule may ask for; the correlation window keeps this much history.
+pub const MAX_WINDOW: Duration = Duration::from_secs(48 * 3600);
+
+/// Parses `30m`, `1h`, `24h`, `2d` (also `90s`).
+pub fn parse_window(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse() {
+        assert_eq!(parse_window("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_window("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_window("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_window("0h"), None);
+        assert_eq!(parse_window("h"), None);
+        assert_eq!(parse_window("5 weeks"), None);
+    }
+}

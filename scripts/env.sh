@@ -1,0 +1,42 @@
+# Shared set-up of scripts/demo.sh and scripts/test.sh; sourced, not run.
+#
+# - CARGO_TARGET_DIR defaults to a cache folder outside the clone, so a fresh clone (and CI)
+#   reuses earlier builds of the heavy dependencies (DataFusion, SQLite, later the AWS SDK,
+#   azure_core and librdkafka).
+# - System packages the native parts of the stack build with are installed when missing
+#   (Debian/Ubuntu, as root or with sudo): cmake, a C/C++ toolchain, pkg-config, OpenSSL,
+#   zlib and libcurl headers (librdkafka is built from source with cmake by the rdkafka
+#   crate; Debian's own librdkafka is too old for it).
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
+# The stack is large; fewer, bigger debug-info-free dependency objects link faster.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-1}"
+
+CAIRN_APT_PACKAGES=(cmake build-essential pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev)
+
+ensure_build_packages() {
+    command -v dpkg >/dev/null 2>&1 || return 0
+    local missing=()
+    for p in "${CAIRN_APT_PACKAGES[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+            echo "warning: missing packages ${missing[*]} and no root to install them" >&2
+            return 0
+        fi
+    fi
+    echo "Installing build packages: ${missing[*]}" >&2
+    $sudo apt-get update -qq >/dev/null && \
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "error: cargo not found; install Rust 1.95 or newer from https://rustup.rs" >&2
+        exit 1
+    fi
+}

@@ -1,0 +1,154 @@
+//! The API router in process (no socket): filters, paging, error shapes.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use cairn_api::{AppState, app};
+use cairn_correlate::{CorrelateConfig, SqliteStore, Store, run_pass, run_source};
+use cairn_ingest::sources::file::{FileSource, FileSourceConfig};
+use cairn_rules::RuleSet;
+
+use crate::repo_root;
+
+async fn demo_state(dir: &std::path::Path) -> AppState {
+    let store = SqliteStore::open(&dir.join("cairn.db"))
+        .await
+        .expect("store");
+    let rules = RuleSet::builtin().await.expect("rules");
+    let mut source = FileSource::new(
+        "demo",
+        &FileSourceConfig::new(vec![repo_root().join("api/demo/data")]),
+    )
+    .expect("source");
+    run_source(&mut source, &store, |_, _| {})
+        .await
+        .expect("ingest");
+    run_pass(&store, &rules, &CorrelateConfig::default())
+        .await
+        .expect("correlate");
+    AppState {
+        store: Arc::new(store) as Arc<dyn Store>,
+        rules: Arc::new(rules),
+    }
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, Value) {
+    let response = app(state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = to_bytes(response.into_body(), 1 << 24).await.expect("body");
+    (status, serde_json::from_slice(&bytes).expect("JSON body"))
+}
+
+#[tokio::test]
+async fn incidents_list_filters_and_pages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = demo_state(dir.path()).await;
+
+    let (status, all) = get(&state, "/api/v1/incidents").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(2));
+    assert!(all.get("next_cursor").is_none());
+
+    let (_, first) = get(&state, "/api/v1/incidents?limit=1").await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("cursor on a full page");
+    let (_, second) = get(
+        &state,
+        &format!("/api/v1/incidents?limit=1&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+    assert_ne!(first["items"][0]["id"], second["items"][0]["id"]);
+    assert!(second.get("next_cursor").is_none());
+
+    let (_, high) = get(&state, "/api/v1/incidents?severity=high&status=new").await;
+    let high = high["items"].as_array().expect("items");
+    assert_eq!(high.len(), 1);
+    assert_eq!(high[0]["severity"], "High");
+    let (_, by_id) = get(&state, "/api/v1/incidents?severity=4").await;
+    assert_eq!(by_id["items"].as_array().map(Vec::len), Some(1));
+    let (_, later) = get(&state, "/api/v1/incidents?since=2026-11-16T09:00:00Z").await;
+    assert_eq!(
+        later["items"].as_array().map(Vec::len),
+        Some(1),
+        "only the story lasts past 09:00"
+    );
+    let (_, closed) = get(&state, "/api/v1/incidents?status=closed").await;
+    assert_eq!(closed["items"].as_array().map(Vec::len), Some(0));
+
+    let number = high[0]["number"].as_i64().expect("number");
+    let (status, detail) = get(&state, &format!("/api/v1/incidents/{number}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["incident"]["id"], high[0]["id"]);
+}
+
+#[tokio::test]
+async fn errors_share_one_json_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = demo_state(dir.path()).await;
+    for (uri, status, code, says) in [
+        (
+            "/api/v1/incidents?status=open",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "status `open`",
+        ),
+        (
+            "/api/v1/incidents?severity=9",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "severity `9`",
+        ),
+        (
+            "/api/v1/incidents?since=yesterday",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "since `yesterday`",
+        ),
+        (
+            "/api/v1/incidents?limit=1000",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "limit",
+        ),
+        (
+            "/api/v1/incidents?cursor=abc",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "cursor `abc`",
+        ),
+        (
+            "/api/v1/incidents/inc-nope",
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "inc-nope",
+        ),
+        (
+            "/api/v1/incidents/999",
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "999",
+        ),
+        (
+            "/api/v2/anything",
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route",
+        ),
+    ] {
+        let (got, body) = get(&state, uri).await;
+        assert_eq!(got, status, "{uri}: {body}");
+        assert_eq!(body["error"]["status"], status.as_u16(), "{uri}");
+        assert_eq!(body["error"]["code"], code, "{uri}");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains(says), "{uri}: {message}");
+    }
+}
