@@ -10,8 +10,6 @@
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
-# The stack is large; fewer, bigger debug-info-free dependency objects link faster.
-export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-1}"
 
 CAIRN_APT_PACKAGES=(cmake build-essential pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev)
 
@@ -25,7 +23,9 @@ ensure_build_packages() {
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-            echo "warning: missing packages ${missing[*]} and no root to install them" >&2
+            # Today's crates build without them; the connectors to come will not.
+            echo "warning: missing build packages (${missing[*]}) and no root or sudo to install them;" \
+                 "run: apt-get install ${missing[*]}" >&2
             return 0
         fi
     fi

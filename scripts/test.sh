@@ -10,7 +10,13 @@ ensure_build_packages
 start=$(date +%s)
 cargo build --workspace --bins --locked
 # Doc tests first: nextest does not run them, and its summary should be the last thing shown.
-cargo test --workspace --doc --locked --quiet 2>&1 | grep -E "^(test result|error|failures)" || true
+doc_log=$(mktemp)
+if ! cargo test --workspace --doc --locked --quiet >"$doc_log" 2>&1; then
+    cat "$doc_log"; rm -f "$doc_log"
+    echo "doc tests failed" >&2
+    exit 1
+fi
+rm -f "$doc_log"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
 else

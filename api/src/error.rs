@@ -17,6 +17,12 @@ pub enum ApiError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The route exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The request took longer than the server allows.
+    #[error("request timed out")]
+    Timeout,
     /// Something failed on our side.
     #[error("internal error: {0}")]
     Internal(String),
@@ -47,6 +53,18 @@ impl IntoResponse for ApiError {
         let (status, code, message, request_id) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m, None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method".to_string(),
+                None,
+            ),
+            ApiError::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long; narrow it and retry".to_string(),
+                None,
+            ),
             ApiError::Internal(cause) => {
                 let id = request_id();
                 tracing::error!(request_id = %id, error = %cause, "Request failed");
@@ -80,4 +98,25 @@ fn request_id() -> String {
         .map(|d| d.as_millis())
         .unwrap_or_default();
     format!("{t:x}-{n:x}")
+}
+
+/// `Query<T>` whose rejections (unknown or mistyped parameters) answer in the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
 }

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::routing::get;
+use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use cairn_correlate::Store;
@@ -31,8 +32,23 @@ pub struct AppState {
     pub rules: Arc<RuleSet>,
 }
 
+/// Longest time a request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn middleware_error(err: tower::BoxError) -> ApiError {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Timeout
+    } else {
+        ApiError::Internal(err.to_string())
+    }
 }
 
 /// The API router.
@@ -42,11 +58,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/incidents", get(routes::incidents::list))
         .route("/api/v1/incidents/{id}", get(routes::incidents::detail))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(1024 * 1024))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http())
+                .layer(HandleErrorLayer::new(middleware_error))
+                .timeout(REQUEST_TIMEOUT)
+                .layer(RequestBodyLimitLayer::new(1024 * 1024)),
+        )
 }

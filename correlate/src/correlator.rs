@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use cairn_ingest::{Finding, to_record_batch};
 use cairn_rules::{EntityKind, Rule, RuleSet};
@@ -19,7 +18,7 @@ use crate::engine::{Engine, RuleHit};
 use crate::error::{CorrelateError, Result};
 use crate::identity;
 use crate::merge::merge;
-use crate::store::{Detection, IdentityUpdate, Store};
+use crate::store::{Detection, IdentityUpdate, Store, detection_id};
 
 /// Settings of the correlator (`[correlate]` in the config file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,21 +65,17 @@ pub struct PassReport {
     pub rows_without_entity: usize,
 }
 
-fn detection_id(rule_id: &str, entity_key: &str, bucket: i64) -> String {
-    let mut h = Sha256::new();
-    h.update(rule_id.as_bytes());
-    h.update([0]);
-    h.update(entity_key.as_bytes());
-    h.update([0]);
-    h.update(bucket.to_le_bytes());
-    hex::encode(h.finalize())[..32].to_string()
-}
-
 fn to_detection(rule: &Rule, hit: RuleHit) -> Detection {
-    let window_ms = i64::try_from(rule.window.as_millis())
-        .unwrap_or(i64::MAX)
-        .max(1);
-    let bucket = hit.first_seen.timestamp_millis().div_euclid(window_ms);
+    // A finding is its own entity and never recurs under another uid; a time bucket would only
+    // split it when the provider updates its activity time.
+    let bucket = if rule.entity == EntityKind::Finding {
+        0
+    } else {
+        let window_ms = i64::try_from(rule.window.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        hit.first_seen.timestamp_millis().div_euclid(window_ms)
+    };
     let title = hit.title.unwrap_or_else(|| match rule.entity {
         EntityKind::Finding => rule.title.clone(),
         _ => format!("{}: {}", rule.title, hit.entity_key),
@@ -135,20 +130,38 @@ pub async fn run_pass(
         rules: rules.len(),
         ..PassReport::default()
     };
-    let Some(watermark) = store.watermark().await? else {
+    let Some(newest) = store.watermark().await? else {
         return Ok(report);
     };
+    // Normalizers refuse far-future times; the clamp keeps one that slipped through from
+    // dragging the window past all real data.
+    let watermark = newest.min(Utc::now() + chrono::Duration::hours(1));
     let longest_rule = rules.rules().map(|r| r.window).max().unwrap_or_default();
     let span = chrono::Duration::from_std(config.window.max(longest_rule))
         .map_err(|e| CorrelateError::Config(format!("window too large: {e}")))?;
-    let since = watermark - span;
+    let since = watermark
+        .checked_sub_signed(span)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     report.window_start = Some(since);
     report.window_end = Some(watermark);
 
     let mut findings: Vec<Finding> = store.findings_since(since).await?;
     report.findings = findings.len();
     let before: Vec<Option<String>> = findings.iter().map(|f| f.identity_id.clone()).collect();
-    report.identities_changed = identity::resolve(&mut findings);
+    let mut keys: Vec<String> = findings
+        .iter()
+        .flat_map(|f| f.identity_keys.iter().cloned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let known = store.identity_assignments(&keys).await?;
+    let resolution = identity::resolve(&mut findings, &known);
+    report.identities_changed = resolution.findings_changed;
+    if !resolution.assignments.is_empty() || !resolution.aliases.is_empty() {
+        store
+            .record_identities(&resolution.assignments, &resolution.aliases)
+            .await?;
+    }
     if report.identities_changed > 0 {
         let updates: Vec<IdentityUpdate> = findings
             .iter()
@@ -199,23 +212,51 @@ pub async fn run_pass(
         .into_iter()
         .map(|d| (d.id.clone(), d))
         .collect();
-    let mut changed = Vec::new();
-    for (id, d) in found {
-        match stored.get(&id) {
+    let mut found: Vec<Detection> = found.into_values().collect();
+    found.sort_by(|a, b| (a.first_seen, &a.id).cmp(&(b.first_seen, &b.id)));
+    // Detections to write, by id; `BTreeMap` keeps the write order stable.
+    let mut changed: std::collections::BTreeMap<String, Detection> =
+        std::collections::BTreeMap::new();
+    for d in found {
+        // Late records or a sliding window can move a detection's first sighting into another
+        // bucket; a stored detection of the same rule and entity that overlaps it in time is
+        // the same detection, so it is extended rather than duplicated.
+        let stored_match = match stored.get(&d.id) {
+            Some(old) => Some(old.clone()),
+            None => {
+                let window = chrono::Duration::from_std(
+                    rules.get(&d.rule_id).map(|r| r.window).unwrap_or_default(),
+                )
+                .unwrap_or_default();
+                store
+                    .detections_for_entity(&d.rule_id, &d.entity_key)
+                    .await?
+                    .into_iter()
+                    .find(|old| {
+                        old.first_seen - window <= d.last_seen
+                            && d.first_seen <= old.last_seen + window
+                    })
+            }
+        };
+        match stored_match {
             None => {
                 report.detections_new += 1;
-                changed.push(d);
+                changed.insert(d.id.clone(), d);
             }
             Some(old) => {
-                let mut merged = old.clone();
-                if fold(&mut merged, &d) {
+                let was_changed = changed.contains_key(&old.id);
+                let mut merged = changed.remove(&old.id).unwrap_or(old);
+                if fold(&mut merged, &d) || was_changed {
+                    if !was_changed {
+                        report.detections_updated += 1;
+                    }
                     merged.title = d.title;
-                    report.detections_updated += 1;
-                    changed.push(merged);
+                    changed.insert(merged.id.clone(), merged);
                 }
             }
         }
     }
+    let changed: Vec<Detection> = changed.into_values().collect();
     if changed.is_empty() {
         return Ok(report);
     }
@@ -225,10 +266,11 @@ pub async fn run_pass(
         .map(|f| (f.finding_uid.as_str(), f))
         .collect();
     let open = store.open_incidents().await?;
+    let aliases = store.identity_aliases().await?;
     let open_ids: BTreeSet<String> = open.iter().map(|i| i.id.clone()).collect();
     let merge_window = chrono::Duration::from_std(config.merge_window)
         .map_err(|e| CorrelateError::Config(format!("merge window too large: {e}")))?;
-    let changes = merge(changed, open, &index, merge_window, Utc::now());
+    let changes = merge(changed, open, &aliases, &index, merge_window, Utc::now());
     for inc in &changes.incidents {
         if open_ids.contains(&inc.id) {
             report.incidents_updated += 1;

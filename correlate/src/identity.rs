@@ -4,15 +4,40 @@
 //! Graph `userEvidence` gives UPN, on-premises SID, sAMAccountName and Entra object id
 //! together; a Windows logon gives name, domain and SID). Keys that appear together in one
 //! record belong to one account, and accounts that share a key are one identity: the
-//! resolver joins them with a union-find and names each identity by its most recognisable
-//! key (a UPN, else `domain\sam`, else the Entra id, else the SID).
+//! resolver joins them with a union-find.
 //!
-//! The result is deterministic for a set of findings, whatever their order.
+//! Ids are stable. A new identity is named by its most recognisable key (a UPN, else
+//! `domain\sam`, else the Entra id, else the SID) and that name is stored for every key. When
+//! later records add keys, the identity keeps its id; when a record links two known
+//! identities, the one assigned first survives and the other becomes an alias of it, so that
+//! detections and incidents already keyed on either still resolve.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
 
 use cairn_ingest::Finding;
 use cairn_ingest::normalize::identity::{display_key, key_rank};
+
+/// An identity id already assigned to a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assigned {
+    /// The identity id.
+    pub identity_id: String,
+    /// When the key was first assigned to it (the older id wins when identities join).
+    pub assigned_at: DateTime<Utc>,
+}
+
+/// What a resolution changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// Findings whose `identity_id` changed.
+    pub findings_changed: usize,
+    /// Keys to (re)assign: key → identity id.
+    pub assignments: BTreeMap<String, String>,
+    /// Identity ids absorbed by another: old id → surviving id.
+    pub aliases: BTreeMap<String, String>,
+}
 
 /// Disjoint sets over interned identity keys.
 #[derive(Default)]
@@ -45,16 +70,27 @@ impl UnionFind {
     fn union(&mut self, a: usize, b: usize) {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra != rb {
-            // Keep the smaller index as root so the structure does not depend on call order
-            // more than necessary; the canonical name below is order-independent anyway.
             let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
             self.parent[hi] = lo;
         }
     }
 }
 
-/// Resolves `identity_id` for every finding in place; returns how many findings changed.
-pub fn resolve(findings: &mut [Finding]) -> usize {
+/// Rank of an id's form, for ties between identities assigned in the same pass: a UPN reads
+/// best, then `domain\sam`, then the rest.
+fn id_rank(id: &str) -> u8 {
+    if id.contains('@') {
+        0
+    } else if id.contains('\\') {
+        1
+    } else {
+        2
+    }
+}
+
+/// Resolves `identity_id` for every finding in place, given the ids already assigned to
+/// (some of) their keys.
+pub fn resolve(findings: &mut [Finding], known: &HashMap<String, Assigned>) -> Resolution {
     let mut uf = UnionFind::default();
     for f in findings.iter() {
         let ids: Vec<usize> = f.identity_keys.iter().map(|k| uf.intern(k)).collect();
@@ -62,36 +98,80 @@ pub fn resolve(findings: &mut [Finding]) -> usize {
             uf.union(pair[0], pair[1]);
         }
     }
-    // The canonical key of each set: best rank, then smallest text.
-    let mut canonical: HashMap<usize, usize> = HashMap::new();
+    // Keys known to belong to one identity stay together even if no record in this window
+    // names them together.
+    let mut by_known_id: HashMap<&str, usize> = HashMap::new();
     for i in 0..uf.keys.len() {
-        let root = uf.find(i);
-        let best = canonical.entry(root).or_insert(i);
-        let (cur, cand) = (&uf.keys[*best], &uf.keys[i]);
-        if (key_rank(cand), cand) < (key_rank(cur), cur) {
-            *best = i;
+        if let Some(a) = known.get(&uf.keys[i]) {
+            match by_known_id.get(a.identity_id.as_str()) {
+                Some(&j) => uf.union(i, j),
+                None => {
+                    by_known_id.insert(a.identity_id.as_str(), i);
+                }
+            }
         }
     }
-    let mut changed = 0;
+
+    // Per set: its keys, the ids already assigned in it, and its best key.
+    let mut sets: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..uf.keys.len() {
+        let root = uf.find(i);
+        sets.entry(root).or_default().push(i);
+    }
+    let mut resolution = Resolution::default();
+    let mut id_of_root: HashMap<usize, String> = HashMap::new();
+    for (root, members) in &sets {
+        let survivor = members
+            .iter()
+            .filter_map(|&i| known.get(&uf.keys[i]))
+            .min_by(|a, b| {
+                (a.assigned_at, id_rank(&a.identity_id), &a.identity_id).cmp(&(
+                    b.assigned_at,
+                    id_rank(&b.identity_id),
+                    &b.identity_id,
+                ))
+            })
+            .map(|a| a.identity_id.clone());
+        let id = survivor.unwrap_or_else(|| {
+            let best = members
+                .iter()
+                .map(|&i| &uf.keys[i])
+                .min_by(|a, b| (key_rank(a), *a).cmp(&(key_rank(b), *b)))
+                .map(|k| display_key(k).to_string());
+            best.unwrap_or_default()
+        });
+        for &i in members {
+            let key = &uf.keys[i];
+            match known.get(key) {
+                Some(a) if a.identity_id == id => {}
+                Some(a) => {
+                    resolution.aliases.insert(a.identity_id.clone(), id.clone());
+                    resolution.assignments.insert(key.clone(), id.clone());
+                }
+                None => {
+                    resolution.assignments.insert(key.clone(), id.clone());
+                }
+            }
+        }
+        id_of_root.insert(*root, id);
+    }
     for f in findings.iter_mut() {
-        let resolved = f.identity_keys.first().map(|k| {
-            let i = uf.index[k.as_str()];
-            let root = uf.find(i);
-            display_key(&uf.keys[canonical[&root]]).to_string()
+        let resolved = f.identity_keys.first().and_then(|k| {
+            let i = *uf.index.get(k.as_str())?;
+            id_of_root.get(&uf.find(i)).cloned()
         });
         if f.identity_id != resolved {
             f.identity_id = resolved;
-            changed += 1;
+            resolution.findings_changed += 1;
         }
     }
-    changed
+    resolution
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use cairn_ingest::schema::CLASS_AUTHENTICATION;
-    use chrono::Utc;
 
     fn finding(uid: &str, keys: &[&str]) -> Finding {
         let mut f = Finding::new(
@@ -105,14 +185,26 @@ mod tests {
         f
     }
 
+    fn known(r: &Resolution, at: i64) -> HashMap<String, Assigned> {
+        r.assignments
+            .iter()
+            .map(|(k, id)| {
+                (
+                    k.clone(),
+                    Assigned {
+                        identity_id: id.clone(),
+                        assigned_at: DateTime::from_timestamp(at, 0).expect("time"),
+                    },
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn keys_seen_together_join_across_sources() {
         let mut fs = vec![
-            // AD: name + SID.
             finding("ad", &["sam:offsec\\admmig", "sid:S-1-5-21-1-2-3-1111"]),
-            // Kerberos failure: SID only.
             finding("krb", &["sid:S-1-5-21-1-2-3-1111"]),
-            // Graph userEvidence: UPN + SID + sam.
             finding(
                 "graph",
                 &[
@@ -121,13 +213,12 @@ mod tests {
                     "sam:offsec\\admmig",
                 ],
             ),
-            // AWS session name: UPN only.
             finding("aws", &["upn:admmig@offsec.lan"]),
-            // Someone else.
             finding("other", &["sam:offsec\\bob"]),
             finding("none", &[]),
         ];
-        assert_eq!(resolve(&mut fs), 5);
+        let r = resolve(&mut fs, &HashMap::new());
+        assert_eq!(r.findings_changed, 5);
         let ids: Vec<_> = fs.iter().map(|f| f.identity_id.as_deref()).collect();
         assert_eq!(
             ids,
@@ -140,11 +231,70 @@ mod tests {
                 None
             ]
         );
-        assert_eq!(resolve(&mut fs), 0, "resolving again changes nothing");
+        assert!(r.aliases.is_empty());
+        let again = resolve(&mut fs, &known(&r, 0));
+        assert_eq!(
+            again,
+            Resolution::default(),
+            "resolving again changes nothing"
+        );
     }
 
     #[test]
-    fn result_does_not_depend_on_order() {
+    fn an_identity_keeps_its_id_when_later_records_add_keys() {
+        let mut ad = vec![finding(
+            "ad",
+            &["sam:offsec\\admmig", "sid:S-1-5-21-1-2-3-1111"],
+        )];
+        let first = resolve(&mut ad, &HashMap::new());
+        assert_eq!(ad[0].identity_id.as_deref(), Some("offsec\\admmig"));
+        let mut later = vec![
+            finding("ad", &["sam:offsec\\admmig", "sid:S-1-5-21-1-2-3-1111"]),
+            finding(
+                "graph",
+                &["upn:admmig@offsec.lan", "sid:S-1-5-21-1-2-3-1111"],
+            ),
+            finding("aws", &["upn:admmig@offsec.lan"]),
+        ];
+        let second = resolve(&mut later, &known(&first, 0));
+        assert!(
+            later
+                .iter()
+                .all(|f| f.identity_id.as_deref() == Some("offsec\\admmig"))
+        );
+        assert_eq!(
+            second
+                .assignments
+                .get("upn:admmig@offsec.lan")
+                .map(String::as_str),
+            Some("offsec\\admmig")
+        );
+        assert!(second.aliases.is_empty());
+    }
+
+    #[test]
+    fn when_two_known_identities_join_the_older_survives_and_the_other_is_an_alias() {
+        let mut ad = vec![finding(
+            "ad",
+            &["sam:offsec\\admmig", "sid:S-1-5-21-1-2-3-1111"],
+        )];
+        let mut known_ids = known(&resolve(&mut ad, &HashMap::new()), 100);
+        let mut aws = vec![finding("aws", &["upn:admmig@offsec.lan"])];
+        known_ids.extend(known(&resolve(&mut aws, &HashMap::new()), 200));
+        let mut link = vec![finding(
+            "graph",
+            &["upn:admmig@offsec.lan", "sid:S-1-5-21-1-2-3-1111"],
+        )];
+        let r = resolve(&mut link, &known_ids);
+        assert_eq!(link[0].identity_id.as_deref(), Some("offsec\\admmig"));
+        assert_eq!(
+            r.aliases.get("admmig@offsec.lan").map(String::as_str),
+            Some("offsec\\admmig")
+        );
+    }
+
+    #[test]
+    fn result_does_not_depend_on_record_order() {
         let make = || {
             vec![
                 finding("a", &["sid:S-1-5-21-9-9-9-500"]),
@@ -158,8 +308,8 @@ mod tests {
         let mut forward = make();
         let mut backward = make();
         backward.reverse();
-        resolve(&mut forward);
-        resolve(&mut backward);
+        resolve(&mut forward, &HashMap::new());
+        resolve(&mut backward, &HashMap::new());
         backward.reverse();
         let a: Vec<_> = forward.iter().map(|f| f.identity_id.clone()).collect();
         let b: Vec<_> = backward.iter().map(|f| f.identity_id.clone()).collect();

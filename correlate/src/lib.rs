@@ -11,6 +11,8 @@ pub mod engine;
 pub mod error;
 pub mod identity;
 pub mod merge;
+#[cfg(test)]
+mod pack_tests;
 pub mod pipeline;
 pub mod store;
 

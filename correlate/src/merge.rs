@@ -113,16 +113,31 @@ fn incident_id_for(d: &Detection) -> String {
 }
 
 /// Merges `detections` (new ones, and stored ones whose evidence changed) into the `open`
-/// incidents; returns what to write.
+/// incidents; returns what to write. `aliases` maps absorbed identity ids to the surviving
+/// ones, so an incident keyed on an old id still meets detections of the survivor.
 pub fn merge(
     mut detections: Vec<Detection>,
     open: Vec<Incident>,
+    aliases: &HashMap<String, String>,
     findings: &HashMap<&str, &Finding>,
     merge_window: Duration,
     now: DateTime<Utc>,
 ) -> CorrelationChanges {
     detections.sort_by(|a, b| (a.first_seen, &a.id).cmp(&(b.first_seen, &b.id)));
     let mut incidents: Vec<Incident> = open;
+    for inc in incidents.iter_mut() {
+        let mut canonical: BTreeSet<Entity> = BTreeSet::new();
+        for e in inc.entities.drain(..) {
+            if let Some(survivor) = aliases.get(&e.value).filter(|_| e.kind == "identity") {
+                canonical.insert(Entity {
+                    kind: e.kind.clone(),
+                    value: survivor.clone(),
+                });
+            }
+            canonical.insert(e);
+        }
+        inc.entities = canonical.into_iter().collect();
+    }
     let mut touched: BTreeSet<String> = BTreeSet::new();
     let mut reasons = Vec::new();
 
@@ -268,7 +283,14 @@ mod tests {
             detection("b", "identity", "bob@corp.example", 1, &["f2"]),
             detection("c", "finding", "f3", 2, &["f3"]),
         ];
-        let changes = merge(ds, vec![], &index, Duration::hours(24), t(10));
+        let changes = merge(
+            ds,
+            vec![],
+            &HashMap::new(),
+            &index,
+            Duration::hours(24),
+            t(10),
+        );
         assert_eq!(changes.incidents.len(), 2, "{:#?}", changes.incidents);
         let by_det: HashMap<_, _> = changes
             .detections
@@ -313,7 +335,14 @@ mod tests {
             detection("a", "identity", "alice@corp.example", 0, &["f1"]),
             detection("b", "identity", "alice@corp.example", 30, &["f1"]),
         ];
-        let changes = merge(ds, vec![], &index, Duration::hours(24), t(40));
+        let changes = merge(
+            ds,
+            vec![],
+            &HashMap::new(),
+            &index,
+            Duration::hours(24),
+            t(40),
+        );
         assert_eq!(changes.incidents.len(), 2);
     }
 
@@ -331,6 +360,7 @@ mod tests {
         let first = merge(
             vec![detection("a", "identity", "alice@corp.example", 0, &["f1"])],
             vec![],
+            &HashMap::new(),
             &index,
             Duration::hours(24),
             t(1),
@@ -340,6 +370,7 @@ mod tests {
         let second = merge(
             vec![detection("b", "identity", "alice@corp.example", 1, &["f1"])],
             vec![closed.clone()],
+            &HashMap::new(),
             &index,
             Duration::hours(24),
             t(2),

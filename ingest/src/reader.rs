@@ -1,26 +1,101 @@
 //! Reading JSON records from files: JSON documents, JSON arrays, NDJSON, gzip.
 //!
 //! The layout of each input is recognised from its content, not its name: gzip by its magic
-//! bytes; NDJSON when the first line is a complete JSON value on its own; otherwise a stream
-//! of JSON documents (one pretty-printed document, several concatenated ones, or an array).
-//! API envelopes are opened with [`split_document`](crate::normalize::split_document).
-//! A line or document that is not valid JSON is reported with its position; in NDJSON the
-//! following lines are still read.
+//! bytes; NDJSON when the first line (or, if that one is broken, the second) is a complete
+//! JSON object on its own; otherwise a stream of JSON documents (one pretty-printed document,
+//! several concatenated ones, or an array). API envelopes are opened: a top-level array,
+//! Security Hub's `{"Findings": [...]}`, Graph's and ARM's `{"value": [...]}` and EventBridge's
+//! `{"detail": {"findings": [...]}}` yield their elements.
+//!
+//! Every record keeps its exact text as received (`raw`), so evidence can be traced to the
+//! bytes the provider sent. A line or document that is not valid JSON is reported with its
+//! position; in NDJSON the following lines are still read.
 
 use std::io::{BufRead, BufReader, Read};
 
+use std::collections::HashMap;
+
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-use crate::normalize::split_document;
+/// A record as received: its parsed value and its exact text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The parsed JSON.
+    pub value: Value,
+    /// The record's text exactly as it appeared in the input.
+    pub raw: String,
+}
 
 /// One record read from an input, or the reason it could not be read.
 #[derive(Debug)]
 pub struct RawRecord {
-    /// `name:line` for NDJSON and documents, `name:line[index]` for elements of an array.
+    /// `name:line` for NDJSON and documents, `name:line[index]` for elements of an envelope.
     pub location: String,
-    /// The parsed record, or why parsing failed together with the offending bytes.
-    pub value: Result<Value, (String, Vec<u8>)>,
+    /// The record, or why reading failed together with the offending bytes.
+    pub value: Result<Record, (String, Vec<u8>)>,
+}
+
+/// Splits one JSON document's text into records, opening API envelopes (see the module docs).
+/// Returns whether the document was an envelope, and its records.
+pub fn split_document(text: &str) -> serde_json::Result<(bool, Vec<Record>)> {
+    let trimmed = text.trim();
+    let elements: Option<Vec<&RawValue>> = if trimmed.starts_with('[') {
+        Some(serde_json::from_str(trimmed)?)
+    } else if trimmed.starts_with('{') {
+        let map: HashMap<String, &RawValue> = serde_json::from_str(trimmed)?;
+        if let Some(list) = array(map.get("Findings")).or_else(|| array(map.get("value"))) {
+            Some(serde_json::from_str(list.get())?)
+        } else if let Some(detail) = map
+            .get("detail")
+            .filter(|d| d.get().trim_start().starts_with('{'))
+        {
+            let detail: HashMap<String, &RawValue> = serde_json::from_str(detail.get())?;
+            match array(detail.get("findings")) {
+                Some(list) => Some(serde_json::from_str(list.get())?),
+                None => None,
+            }
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    match elements {
+        Some(items) => {
+            let records = items
+                .into_iter()
+                .map(|r| {
+                    Ok(Record {
+                        value: serde_json::from_str(r.get())?,
+                        raw: r.get().to_string(),
+                    })
+                })
+                .collect::<serde_json::Result<Vec<_>>>()?;
+            Ok((true, records))
+        }
+        None => Ok((
+            false,
+            vec![Record {
+                value: serde_json::from_str(trimmed)?,
+                raw: trimmed.to_string(),
+            }],
+        )),
+    }
+}
+
+/// The value if it is a JSON array.
+fn array<'a>(v: Option<&&'a RawValue>) -> Option<&'a RawValue> {
+    v.copied().filter(|r| r.get().trim_start().starts_with('['))
+}
+
+/// Whether a parsed document is an envelope of records rather than a record.
+fn is_envelope(doc: &Value) -> bool {
+    doc.is_array()
+        || doc.get("Findings").is_some_and(Value::is_array)
+        || doc.get("value").is_some_and(Value::is_array)
+        || doc.pointer("/detail/findings").is_some_and(Value::is_array)
 }
 
 /// Wraps a reader in a gzip decoder when it starts with the gzip magic bytes.
@@ -61,16 +136,37 @@ pub fn read_records(
         }
     }
     let first_line = line_no;
+    let is_object_line = |l: &[u8]| serde_json::from_slice::<Value>(l).is_ok_and(|v| v.is_object());
 
-    if serde_json::from_slice::<Value>(&first).is_ok_and(|v| v.is_object()) {
-        // NDJSON: every line is a record (or an envelope of records).
-        emit_document(
-            name,
-            line_no,
-            serde_json::from_slice(&first),
-            &first,
-            &mut emit,
-        );
+    // NDJSON if the first line is an object on its own; if the first line is broken, the
+    // second decides, so one bad leading record does not cost the whole file.
+    let mut second = Vec::new();
+    let mut second_no = line_no;
+    let first_trimmed = trim(&first);
+    let ndjson = if is_object_line(&first) {
+        true
+    } else if first_trimmed.starts_with(b"{") && first_trimmed.ends_with(b"}") {
+        loop {
+            second.clear();
+            if input.read_until(b'\n', &mut second)? == 0 {
+                break;
+            }
+            second_no += 1;
+            if !second.iter().all(u8::is_ascii_whitespace) {
+                break;
+            }
+        }
+        is_object_line(&second)
+    } else {
+        false
+    };
+
+    if ndjson {
+        emit_line(name, line_no, &first, &mut emit);
+        if !second.is_empty() {
+            line_no = second_no;
+            emit_line(name, line_no, &second, &mut emit);
+        }
         let mut line = Vec::new();
         loop {
             line.clear();
@@ -81,20 +177,31 @@ pub fn read_records(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            emit_document(
-                name,
-                line_no,
-                serde_json::from_slice(&line),
-                &line,
-                &mut emit,
-            );
+            emit_line(name, line_no, &line, &mut emit);
         }
     }
 
     // One or more JSON documents spanning lines: read the rest and stream-parse it.
     let mut all = first;
+    all.extend_from_slice(&second);
     input.read_to_end(&mut all)?;
-    let mut stream = serde_json::Deserializer::from_slice(&all).into_iter::<Value>();
+    let text = match std::str::from_utf8(&all) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = first_line + count_newlines(&all[..e.valid_up_to()]);
+            emit(RawRecord {
+                location: format!("{name}:{line}"),
+                value: Err((
+                    format!(
+                        "input is not UTF-8 (invalid byte at line {line}); the rest of this input could not be read"
+                    ),
+                    all[e.valid_up_to()..].to_vec(),
+                )),
+            });
+            return Ok(());
+        }
+    };
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
     loop {
         let start = stream.byte_offset();
         // The stream stops right after a document; the next one starts past the whitespace.
@@ -105,10 +212,7 @@ pub fn read_records(
         let doc_line = first_line + count_newlines(&all[..start + gap]);
         match stream.next() {
             None => return Ok(()),
-            Some(Ok(doc)) => {
-                let end = stream.byte_offset();
-                emit_document(name, doc_line, Ok(doc), &all[start..end], &mut emit);
-            }
+            Some(Ok(doc)) => emit_split(name, doc_line, doc.get(), &mut emit),
             Some(Err(e)) => {
                 let line = first_line - 1 + e.line();
                 emit(RawRecord {
@@ -137,25 +241,43 @@ fn count_newlines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|b| **b == b'\n').count()
 }
 
-fn emit_document(
-    name: &str,
-    line: usize,
-    parsed: serde_json::Result<Value>,
-    bytes: &[u8],
-    emit: &mut impl FnMut(RawRecord),
-) {
-    match parsed {
+/// One NDJSON line: usually one record (parsed once, its text kept), sometimes an envelope.
+fn emit_line(name: &str, line: usize, bytes: &[u8], emit: &mut impl FnMut(RawRecord)) {
+    let text = match std::str::from_utf8(trim(bytes)) {
+        Ok(t) => t,
+        Err(e) => {
+            return emit(RawRecord {
+                location: format!("{name}:{line}"),
+                value: Err((format!("line is not UTF-8: {e}"), trim(bytes).to_vec())),
+            });
+        }
+    };
+    match serde_json::from_str::<Value>(text) {
         Err(e) => emit(RawRecord {
             location: format!("{name}:{line}"),
-            value: Err((format!("invalid JSON: {e}"), trim(bytes).to_vec())),
+            value: Err((format!("invalid JSON: {e}"), text.as_bytes().to_vec())),
         }),
-        Ok(doc) => {
-            let is_container = doc.is_array()
-                || doc.get("Findings").is_some_and(Value::is_array)
-                || doc.get("value").is_some_and(Value::is_array)
-                || doc.pointer("/detail/findings").is_some_and(Value::is_array);
-            for (i, record) in split_document(doc).into_iter().enumerate() {
-                let location = if is_container {
+        Ok(v) if is_envelope(&v) => emit_split(name, line, text, emit),
+        Ok(value) => emit(RawRecord {
+            location: format!("{name}:{line}"),
+            value: Ok(Record {
+                value,
+                raw: text.to_string(),
+            }),
+        }),
+    }
+}
+
+/// One document: its records (elements of an envelope are numbered).
+fn emit_split(name: &str, line: usize, text: &str, emit: &mut impl FnMut(RawRecord)) {
+    match split_document(text) {
+        Err(e) => emit(RawRecord {
+            location: format!("{name}:{line}"),
+            value: Err((format!("invalid JSON: {e}"), text.as_bytes().to_vec())),
+        }),
+        Ok((envelope, records)) => {
+            for (i, record) in records.into_iter().enumerate() {
+                let location = if envelope {
                     format!("{name}:{line}[{i}]")
                 } else {
                     format!("{name}:{line}")
@@ -186,7 +308,10 @@ mod tests {
         let mut out = Vec::new();
         let input = maybe_gunzip(std::io::Cursor::new(bytes.to_vec())).expect("open");
         read_records("in", input, |r| {
-            out.push((r.location, r.value.map_err(|(reason, _)| reason)))
+            out.push((
+                r.location,
+                r.value.map(|rec| rec.value).map_err(|(reason, _)| reason),
+            ))
         })
         .expect("read");
         out
@@ -216,6 +341,31 @@ mod tests {
         let out = read(b"{\n \"a\": 1\n}\n{\n \"a\": 2\n}\n");
         let locations: Vec<_> = out.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(locations, ["in:1", "in:4"]);
+    }
+
+    #[test]
+    fn a_broken_first_line_does_not_cost_the_ndjson_file() {
+        let out = read(b"{\"a\": 1,}\n{\"a\":2}\n{\"a\":3}\n");
+        let ok: Vec<_> = out
+            .iter()
+            .filter(|(_, v)| v.is_ok())
+            .map(|(l, _)| l.as_str())
+            .collect();
+        assert_eq!(ok, ["in:2", "in:3"]);
+        assert!(out[0].1.is_err());
+    }
+
+    #[test]
+    fn records_keep_their_exact_text() {
+        let input = b"{\"Findings\": [ {\"n\": 1.50,  \"s\": \"\\u00e9\"} ,{\"n\":2}]}";
+        let mut raws = Vec::new();
+        read_records(
+            "in",
+            maybe_gunzip(std::io::Cursor::new(input.to_vec())).expect("open"),
+            |r| raws.push(r.value.expect("record").raw),
+        )
+        .expect("read");
+        assert_eq!(raws, ["{\"n\": 1.50,  \"s\": \"\\u00e9\"}", "{\"n\":2}"]);
     }
 
     #[test]

@@ -128,8 +128,11 @@ impl RuleSet {
         for t in texts {
             match parse_rule(&t) {
                 Err(e) => errors.push(e),
-                Ok(None) => {}
-                Ok(Some(rule)) => {
+                Ok(Parsed::Disabled(id)) => {
+                    // A site file with `enabled: false` switches off the rule with its id.
+                    rules.remove(&id);
+                }
+                Ok(Parsed::Rule(rule)) => {
                     if let Err(message) = check_query(&ctx, &rule.sql).await {
                         errors.push(RuleError {
                             origin: rule.origin.clone(),
@@ -153,7 +156,7 @@ impl RuleSet {
                             continue;
                         }
                     }
-                    rules.insert(rule.id.clone(), rule);
+                    rules.insert(rule.id.clone(), *rule);
                 }
             }
         }
@@ -228,9 +231,16 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// Parses and checks everything but the SQL; `Ok(None)` for a rule switched off with
-/// `enabled: false`.
-fn parse_rule(t: &RuleText) -> Result<Option<Rule>, RuleError> {
+/// A parsed rule file.
+enum Parsed {
+    /// A rule to load (its SQL not yet planned).
+    Rule(Box<Rule>),
+    /// `enabled: false`: the rule with this id is switched off.
+    Disabled(String),
+}
+
+/// Parses and checks everything but the SQL.
+fn parse_rule(t: &RuleText) -> Result<Parsed, RuleError> {
     let err = |line: Option<usize>, message: String| RuleError {
         origin: t.origin.clone(),
         line,
@@ -239,7 +249,7 @@ fn parse_rule(t: &RuleText) -> Result<Option<Rule>, RuleError> {
     let file: RuleFile = yaml_serde::from_str(&t.text)
         .map_err(|e| err(e.location().map(|l| l.line()), e.to_string()))?;
     if file.enabled == Some(false) {
-        return Ok(None);
+        return Ok(Parsed::Disabled(file.id));
     }
     let valid_id = !file.id.is_empty()
         && file
@@ -283,7 +293,7 @@ fn parse_rule(t: &RuleText) -> Result<Option<Rule>, RuleError> {
             ));
         }
     }
-    Ok(Some(Rule {
+    Ok(Parsed::Rule(Box::new(Rule {
         id: file.id,
         title: file.title,
         description: file.description.trim().to_string(),
@@ -294,7 +304,7 @@ fn parse_rule(t: &RuleText) -> Result<Option<Rule>, RuleError> {
         sql: file.sql,
         origin: t.origin.clone(),
         sql_line: line_of_key(&t.text, "sql").unwrap_or(1),
-    }))
+    })))
 }
 
 #[cfg(test)]
@@ -400,5 +410,18 @@ mod tests {
         let set = RuleSet::load(&[dir.path()], true).await.expect("load");
         assert_eq!(set.len(), builtin.len());
         assert_eq!(set.get(&some_id).map(|r| r.title.as_str()), Some("Good"));
+
+        std::fs::write(
+            dir.path().join("mine.yml"),
+            GOOD.replace("t.good", &some_id)
+                .replace("severity: low", "severity: low\nenabled: false"),
+        )
+        .expect("write");
+        let set = RuleSet::load(&[dir.path()], true).await.expect("load");
+        assert_eq!(set.len(), builtin.len() - 1);
+        assert!(
+            set.get(&some_id).is_none(),
+            "enabled: false switches the built-in rule off"
+        );
     }
 }

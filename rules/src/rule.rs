@@ -133,13 +133,14 @@ pub fn parse_window(s: &str) -> Option<Duration> {
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = s.split_at(split);
     let n: u64 = n.parse().ok()?;
-    let secs = match unit.trim() {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return None,
     };
+    let secs = n.checked_mul(unit_secs)?;
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
@@ -155,5 +156,7 @@ mod tests {
         assert_eq!(parse_window("0h"), None);
         assert_eq!(parse_window("h"), None);
         assert_eq!(parse_window("5 weeks"), None);
+        assert_eq!(parse_window("99999999999999999999d"), None);
+        assert_eq!(parse_window("9999999999999999d"), None);
     }
 }

@@ -37,10 +37,15 @@ async fn demo_state(dir: &std::path::Path) -> AppState {
 }
 
 async fn get(state: &AppState, uri: &str) -> (StatusCode, Value) {
-    let response = app(state.clone())
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-        .await
-        .expect("response");
+    send(
+        state,
+        Request::get(uri).body(Body::empty()).expect("request"),
+    )
+    .await
+}
+
+async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app(state.clone()).oneshot(request).await.expect("response");
     let status = response.status();
     let bytes = to_bytes(response.into_body(), 1 << 24).await.expect("body");
     (status, serde_json::from_slice(&bytes).expect("JSON body"))
@@ -151,4 +156,16 @@ async fn errors_share_one_json_shape() {
         let message = body["error"]["message"].as_str().expect("message");
         assert!(message.contains(says), "{uri}: {message}");
     }
+}
+
+#[tokio::test]
+async fn a_wrong_method_answers_in_the_same_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = demo_state(dir.path()).await;
+    let request = Request::delete("/api/v1/incidents")
+        .body(Body::empty())
+        .expect("request");
+    let (status, body) = send(&state, request).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], "method_not_allowed");
 }

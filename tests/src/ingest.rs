@@ -125,3 +125,76 @@ fn ingesting_the_same_input_twice_creates_nothing_new() {
         "{pass}"
     );
 }
+
+/// The shape of the incident queue, independent of how identities happen to be named.
+fn structure(db: &std::path::Path) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = SqliteStore::open(db).await.expect("store");
+        let page = store
+            .incidents(&IncidentFilter {
+                limit: 100,
+                ..IncidentFilter::default()
+            })
+            .await
+            .expect("list");
+        let mut shapes: Vec<String> = page
+            .items
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} {}d {}f {:?}",
+                    i.severity, i.detection_count, i.finding_count, i.sources
+                )
+            })
+            .collect();
+        shapes.sort();
+        shapes
+    })
+}
+
+#[test]
+fn records_arriving_in_several_batches_give_the_same_incidents() {
+    let data = repo_root().join("api/demo/data");
+    let file = |name: &str| data.join(name).to_str().expect("utf-8 path").to_string();
+
+    let at_once = tempfile::tempdir().expect("tempdir");
+    assert!(
+        run(
+            at_once.path(),
+            &["ingest", data.to_str().expect("utf-8 path")]
+        )
+        .status
+        .success()
+    );
+
+    let expected = structure(&at_once.path().join("cairn.db"));
+    assert_eq!(expected.len(), 2, "{expected:#?}");
+    // AD first, correlated on its own, then AWS, then Microsoft (whose alert links the AD
+    // account to the AWS session); and the reverse.
+    for order in [
+        [
+            "ad-security-events.jsonl",
+            "securityhub-findings.json",
+            "defender-alerts.json",
+        ],
+        [
+            "defender-alerts.json",
+            "securityhub-findings.json",
+            "ad-security-events.jsonl",
+        ],
+    ] {
+        let in_batches = tempfile::tempdir().expect("tempdir");
+        for name in order {
+            let out = run(in_batches.path(), &["ingest", &file(name)]);
+            assert!(out.status.success(), "{}", stdout(&out));
+        }
+        let db = in_batches.path().join("cairn.db");
+        assert_eq!(structure(&db), expected, "order {order:?}");
+        let (_, counts) = snapshot(&db);
+        assert_eq!(
+            counts.detections, 6,
+            "order {order:?}: no detection duplicated when identities joined"
+        );
+    }
+}

@@ -18,7 +18,39 @@ mod demo;
 #[cfg(test)]
 mod ingest;
 
-/// The `cairn` binary next to this test binary (`target/<profile>/cairn`).
+/// Newest modification time of the files the binary is built from (sources, rule pack,
+/// migrations, demo data, manifests).
+fn newest_input() -> std::time::SystemTime {
+    fn walk(dir: &Path, newest: &mut std::time::SystemTime) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, newest);
+            } else if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                *newest = (*newest).max(m);
+            }
+        }
+    }
+    let root = repo_root();
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for crate_dir in ["ingest", "rules", "correlate", "api"] {
+        for sub in ["src", "pack", "migrations", "demo/data"] {
+            walk(&root.join(crate_dir).join(sub), &mut newest);
+        }
+        if let Ok(m) =
+            std::fs::metadata(root.join(crate_dir).join("Cargo.toml")).and_then(|m| m.modified())
+        {
+            newest = newest.max(m);
+        }
+    }
+    newest
+}
+
+/// The `cairn` binary next to this test binary (`target/<profile>/cairn`), refusing a missing
+/// or stale one.
 pub fn cairn_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
@@ -26,15 +58,13 @@ pub fn cairn_bin() -> PathBuf {
         .and_then(Path::parent)
         .expect("test binary lives in target/<profile>/deps");
     let bin = profile_dir.join(format!("cairn{}", std::env::consts::EXE_SUFFIX));
-    let built = std::fs::metadata(&bin).and_then(|m| m.modified());
-    let tests_built = std::fs::metadata(&exe).and_then(|m| m.modified());
-    match (built, tests_built) {
-        (Ok(b), Ok(t)) if b + Duration::from_secs(600) >= t => bin,
-        (Ok(_), _) => panic!(
-            "{} is older than the tests; rebuild it with `cargo build --workspace --bins` (scripts/test.sh does)",
+    match std::fs::metadata(&bin).and_then(|m| m.modified()) {
+        Ok(built) if built >= newest_input() => bin,
+        Ok(_) => panic!(
+            "{} is older than its sources; rebuild it with `cargo build --workspace --bins` (scripts/test.sh does)",
             bin.display()
         ),
-        (Err(_), _) => panic!(
+        Err(_) => panic!(
             "{} is missing; build it with `cargo build --workspace --bins` (scripts/test.sh does)",
             bin.display()
         ),

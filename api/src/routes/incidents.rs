@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,7 +14,7 @@ use cairn_correlate::store::{
 use cairn_ingest::{Finding, Severity};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 
 /// Largest page a client may ask for.
 pub const MAX_PAGE: usize = 200;
@@ -107,7 +107,7 @@ fn parse_filter(p: ListParams) -> Result<IncidentFilter, ApiError> {
 /// Lists incidents, newest first, with filters and cursor paging.
 pub async fn list(
     State(state): State<AppState>,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<IncidentList>, ApiError> {
     let filter = parse_filter(params)?;
     let page = state.store.incidents(&filter).await?;

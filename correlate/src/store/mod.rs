@@ -22,6 +22,19 @@ use cairn_ingest::{DeadLetter, Finding, Page};
 
 use crate::error::Result;
 
+/// The key of a detection: `sha256(rule_id, entity_key, bucket)`, so re-evaluation updates
+/// rather than duplicates.
+pub fn detection_id(rule_id: &str, entity_key: &str, bucket: i64) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(rule_id.as_bytes());
+    h.update([0]);
+    h.update(entity_key.as_bytes());
+    h.update([0]);
+    h.update(bucket.to_le_bytes());
+    hex::encode(h.finalize())[..32].to_string()
+}
+
 /// What committing a page did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PageStats {
@@ -259,8 +272,30 @@ pub trait Store: Send + Sync {
     async fn findings_by_uid(&self, uids: &[String]) -> Result<Vec<Finding>>;
     /// Records resolved identities of findings.
     async fn set_identities(&self, updates: &[IdentityUpdate]) -> Result<()>;
+    /// Identity ids already assigned to these keys.
+    async fn identity_assignments(
+        &self,
+        keys: &[String],
+    ) -> Result<std::collections::HashMap<String, crate::identity::Assigned>>;
+    /// Records key → identity assignments and absorbed ids (old → surviving). Everything keyed
+    /// on an absorbed id moves to the survivor in the same transaction: findings, identity
+    /// detections (re-keyed, or folded into the survivor's detection of the same rule and
+    /// bucket) and incident entities.
+    async fn record_identities(
+        &self,
+        assignments: &std::collections::BTreeMap<String, String>,
+        aliases: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()>;
+    /// Every absorbed identity id and the id that absorbed it.
+    async fn identity_aliases(&self) -> Result<std::collections::HashMap<String, String>>;
     /// Stored detections with these ids.
     async fn detections_by_id(&self, ids: &[String]) -> Result<Vec<Detection>>;
+    /// Stored detections of one rule about one entity, oldest first.
+    async fn detections_for_entity(
+        &self,
+        rule_id: &str,
+        entity_key: &str,
+    ) -> Result<Vec<Detection>>;
     /// Incidents that are not closed, with their entities.
     async fn open_incidents(&self) -> Result<Vec<Incident>>;
     /// Writes a correlation pass's results atomically; new incidents get their numbers here.

@@ -193,6 +193,135 @@ fn finding_from_row(r: &SqliteRow) -> Result<Finding> {
     Ok(f)
 }
 
+/// Moves everything keyed on identity `old` to `new` (see [`Store::record_identities`]).
+async fn move_identity(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    old: &str,
+    new: &str,
+) -> Result<()> {
+    let ctx = || format!("moving identity {old} to {new}");
+    sqlx::query("UPDATE findings SET identity_id = ? WHERE identity_id = ?")
+        .bind(new)
+        .bind(old)
+        .execute(&mut **tx)
+        .await
+        .map_err(CorrelateError::storage(ctx()))?;
+    let rows = sqlx::query(
+        "SELECT id, rule_id, bucket, finding_uids, first_seen, last_seen, severity_id FROM detections \
+         WHERE entity_kind = 'identity' AND entity_key = ?",
+    )
+    .bind(old)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(CorrelateError::storage(ctx()))?;
+    for r in &rows {
+        let old_id: String = get(r, "id")?;
+        let rule_id: String = get(r, "rule_id")?;
+        let bucket: i64 = get(r, "bucket")?;
+        let new_id = super::detection_id(&rule_id, new, bucket);
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT finding_uids FROM detections WHERE id = ?")
+                .bind(&new_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(CorrelateError::storage(ctx()))?;
+        match existing {
+            Some(uids) => {
+                // The survivor already has this detection: fold the evidence into it.
+                let mut all: std::collections::BTreeSet<String> =
+                    from_json("detection evidence", &uids)?;
+                all.extend(from_json::<Vec<String>>(
+                    "detection evidence",
+                    &get::<String>(r, "finding_uids")?,
+                )?);
+                sqlx::query(
+                    "UPDATE detections SET finding_uids = ?, first_seen = min(first_seen, ?), \
+                     last_seen = max(last_seen, ?), severity_id = max(severity_id, ?) WHERE id = ?",
+                )
+                .bind(to_json(&all))
+                .bind(get::<i64>(r, "first_seen")?)
+                .bind(get::<i64>(r, "last_seen")?)
+                .bind(get::<i32>(r, "severity_id")?)
+                .bind(&new_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(CorrelateError::storage(ctx()))?;
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO detections (id, rule_id, title, entity_kind, entity_key, bucket, severity_id, \
+                       first_seen, last_seen, finding_uids, tactics, techniques, incident_id, created_at, updated_at) \
+                     SELECT ?, rule_id, replace(title, ?, ?), entity_kind, ?, bucket, severity_id, first_seen, \
+                       last_seen, finding_uids, tactics, techniques, incident_id, created_at, updated_at \
+                     FROM detections WHERE id = ?",
+                )
+                .bind(&new_id)
+                .bind(old)
+                .bind(new)
+                .bind(new)
+                .bind(&old_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(CorrelateError::storage(ctx()))?;
+            }
+        }
+        sqlx::query("UPDATE OR IGNORE merge_reasons SET detection_id = ? WHERE detection_id = ?")
+            .bind(&new_id)
+            .bind(&old_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(CorrelateError::storage(ctx()))?;
+        sqlx::query("DELETE FROM merge_reasons WHERE detection_id = ?")
+            .bind(&old_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(CorrelateError::storage(ctx()))?;
+        sqlx::query("DELETE FROM detections WHERE id = ?")
+            .bind(&old_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(CorrelateError::storage(ctx()))?;
+    }
+    sqlx::query(
+        "INSERT OR IGNORE INTO incident_entities (incident_id, kind, value) \
+         SELECT incident_id, kind, ? FROM incident_entities WHERE kind = 'identity' AND value = ?",
+    )
+    .bind(new)
+    .bind(old)
+    .execute(&mut **tx)
+    .await
+    .map_err(CorrelateError::storage(ctx()))?;
+    sqlx::query("DELETE FROM incident_entities WHERE kind = 'identity' AND value = ?")
+        .bind(old)
+        .execute(&mut **tx)
+        .await
+        .map_err(CorrelateError::storage(ctx()))?;
+    sqlx::query(
+        "UPDATE incidents SET title = replace(title, ?, ?) \
+         WHERE id IN (SELECT incident_id FROM incident_entities WHERE kind = 'identity' AND value = ?)",
+    )
+    .bind(old)
+    .bind(new)
+    .bind(new)
+    .execute(&mut **tx)
+    .await
+    .map_err(CorrelateError::storage(ctx()))?;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE incidents SET {COUNTS} \
+         WHERE id IN (SELECT incident_id FROM incident_entities WHERE kind = 'identity' AND value = ?)"
+    )))
+    .bind(new)
+    .execute(&mut **tx)
+    .await
+    .map_err(CorrelateError::storage(ctx()))?;
+    Ok(())
+}
+
+/// Recomputes an incident's detection and finding counts from its detections.
+const COUNTS: &str = "detection_count = (SELECT count(*) FROM detections WHERE incident_id = incidents.id), \
+    finding_count = (SELECT count(DISTINCT j.value) FROM detections d, json_each(d.finding_uids) j \
+                     WHERE d.incident_id = incidents.id)";
+
 const INCIDENT_COLUMNS: &str = "id, number, title, status, severity_id, first_seen, last_seen, \
     created_at, updated_at, tactics, techniques, sources, detection_count, finding_count";
 
@@ -339,6 +468,101 @@ impl Store for SqliteStore {
             .map_err(CorrelateError::storage("recording identities"))
     }
 
+    async fn identity_assignments(
+        &self,
+        keys: &[String],
+    ) -> Result<std::collections::HashMap<String, crate::identity::Assigned>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in keys.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT key, identity_id, assigned_at FROM identity_keys WHERE key IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            let rows = q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(CorrelateError::storage("reading identity assignments"))?;
+            for r in &rows {
+                out.insert(
+                    get::<String>(r, "key")?,
+                    crate::identity::Assigned {
+                        identity_id: get(r, "identity_id")?,
+                        assigned_at: from_ms(get(r, "assigned_at")?)?,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_identities(
+        &self,
+        assignments: &std::collections::BTreeMap<String, String>,
+        aliases: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let ctx = "recording identity assignments";
+        let now = ms(Utc::now());
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+        for (key, id) in assignments {
+            sqlx::query(
+                "INSERT INTO identity_keys (key, identity_id, assigned_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (key) DO UPDATE SET identity_id = excluded.identity_id",
+            )
+            .bind(key)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+        }
+        for (alias, id) in aliases {
+            // Keys of the absorbed identity that this window did not mention follow it too.
+            sqlx::query("UPDATE identity_keys SET identity_id = ? WHERE identity_id = ?")
+                .bind(id)
+                .bind(alias)
+                .execute(&mut *tx)
+                .await
+                .map_err(CorrelateError::storage(ctx))?;
+            sqlx::query(
+                "INSERT INTO identity_aliases (alias, identity_id, at) VALUES (?, ?, ?) \
+                 ON CONFLICT (alias) DO UPDATE SET identity_id = excluded.identity_id, at = excluded.at",
+            )
+            .bind(alias)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+            // Aliases of the absorbed id now point at the survivor as well.
+            sqlx::query("UPDATE identity_aliases SET identity_id = ? WHERE identity_id = ?")
+                .bind(id)
+                .bind(alias)
+                .execute(&mut *tx)
+                .await
+                .map_err(CorrelateError::storage(ctx))?;
+            move_identity(&mut tx, alias, id).await?;
+        }
+        tx.commit().await.map_err(CorrelateError::storage(ctx))
+    }
+
+    async fn identity_aliases(&self) -> Result<std::collections::HashMap<String, String>> {
+        let rows = sqlx::query("SELECT alias, identity_id FROM identity_aliases")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CorrelateError::storage("reading identity aliases"))?;
+        rows.iter()
+            .map(|r| Ok((get::<String>(r, "alias")?, get::<String>(r, "identity_id")?)))
+            .collect()
+    }
+
     async fn detections_by_id(&self, ids: &[String]) -> Result<Vec<Detection>> {
         let mut out = Vec::new();
         for chunk in ids.chunks(IN_CHUNK) {
@@ -346,6 +570,18 @@ impl Store for SqliteStore {
             out.extend(self.detections_where(&clause, chunk).await?);
         }
         Ok(out)
+    }
+
+    async fn detections_for_entity(
+        &self,
+        rule_id: &str,
+        entity_key: &str,
+    ) -> Result<Vec<Detection>> {
+        self.detections_where(
+            "rule_id = ? AND entity_key = ?",
+            &[rule_id.to_string(), entity_key.to_string()],
+        )
+        .await
     }
 
     async fn open_incidents(&self) -> Result<Vec<Incident>> {
@@ -436,13 +672,9 @@ impl Store for SqliteStore {
             .map_err(CorrelateError::storage(ctx))?;
         }
         for inc in &changes.incidents {
-            sqlx::query(
-                "UPDATE incidents SET \
-                   detection_count = (SELECT count(*) FROM detections WHERE incident_id = incidents.id), \
-                   finding_count = (SELECT count(DISTINCT j.value) FROM detections d, json_each(d.finding_uids) j \
-                                    WHERE d.incident_id = incidents.id) \
-                 WHERE id = ?",
-            )
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE incidents SET {COUNTS} WHERE id = ?"
+            )))
             .bind(&inc.id)
             .execute(&mut *tx)
             .await

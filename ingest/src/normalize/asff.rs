@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 use super::identity::IdentityKeys;
-use super::json::{first_time, meaningful, path, raw, strings, text};
+use super::json::{first_time, meaningful, path, strings, text};
 use super::{Format, NormalizeError, Normalizer, attack};
 use crate::schema::{
     CLASS_COMPLIANCE_FINDING, CLASS_DETECTION_FINDING, CLASS_VULNERABILITY_FINDING, Finding,
@@ -34,7 +34,7 @@ impl Normalizer for AsffNormalizer {
             && (r.contains_key("ProductArn") || r.contains_key("GeneratorId"))
     }
 
-    fn normalize(&self, r: &Map<String, Value>) -> Result<Finding, NormalizeError> {
+    fn normalize(&self, r: &Map<String, Value>, raw: &str) -> Result<Finding, NormalizeError> {
         let id = text(r, &["Id"]).ok_or(NormalizeError::MissingField {
             format: FORMAT,
             field: "Id",
@@ -57,10 +57,12 @@ impl Normalizer for AsffNormalizer {
             ],
         )?;
 
+        // The top-level fields are what Security Hub shows after analysts' updates
+        // (BatchUpdateFindings); FindingProviderFields keeps the provider's original.
         let types = {
-            let mut t = strings(r, &["FindingProviderFields", "Types"]);
+            let mut t = strings(r, &["Types"]);
             if t.is_empty() {
-                t = strings(r, &["Types"]);
+                t = strings(r, &["FindingProviderFields", "Types"]);
             }
             t
         };
@@ -69,7 +71,7 @@ impl Normalizer for AsffNormalizer {
             id,
             class_of(r, &types),
             observed.unwrap_or(updated),
-            raw(r),
+            raw.to_string(),
         );
         f.modified_time = updated;
         f.product = text(r, &["ProductName"])
@@ -178,11 +180,12 @@ fn class_of(r: &Map<String, Value>, types: &[String]) -> i32 {
     }
 }
 
-/// `FindingProviderFields.Severity.Label`, then `Severity.Label`, then `Severity.Normalized`
-/// banded as Security Hub documents it (1–39 low, 40–69 medium, 70–89 high, 90–100 critical).
+/// `Severity.Label` (as updated in Security Hub), then the provider's
+/// `FindingProviderFields.Severity.Label`, then `Severity.Normalized` banded as Security Hub
+/// documents it (1–39 low, 40–69 medium, 70–89 high, 90–100 critical).
 fn severity(r: &Map<String, Value>) -> Severity {
-    let label = text(r, &["FindingProviderFields", "Severity", "Label"])
-        .or_else(|| text(r, &["Severity", "Label"]));
+    let label = text(r, &["Severity", "Label"])
+        .or_else(|| text(r, &["FindingProviderFields", "Severity", "Label"]));
     if let Some(s) = label.as_deref().and_then(Severity::parse_label) {
         return s;
     }
@@ -255,10 +258,15 @@ fn principal_from_resource(res: &Map<String, Value>, f: &mut Finding, keys: &mut
 
 /// The remote IP of GuardDuty's action (API call, network connection, port probe, Kubernetes
 /// or RDS login), from `Action` or the flattened `ProductFields`, else `Network.SourceIpV4`.
+///
+/// An outbound connection's remote address is where the instance connected *to* (a
+/// command-and-control server, say), not a source: it stays in `fields` only.
 fn remote_ip(r: &Map<String, Value>) -> Option<String> {
+    let outbound = |dir: Option<String>| dir.is_some_and(|d| d.eq_ignore_ascii_case("OUTBOUND"));
     if let Some(action) = path(r, &["Action"]).and_then(Value::as_object) {
         for (_, detail) in action.iter() {
             if let Some(d) = detail.as_object()
+                && !outbound(text(d, &["ConnectionDirection"]))
                 && let Some(ip) = text(d, &["RemoteIpDetails", "IpAddressV4"])
             {
                 return Some(ip);
@@ -266,12 +274,18 @@ fn remote_ip(r: &Map<String, Value>) -> Option<String> {
         }
     }
     if let Some(pf) = path(r, &["ProductFields"]).and_then(Value::as_object) {
-        let mut ips = pf
+        let direction = pf
             .iter()
-            .filter(|(k, _)| k.ends_with("/remoteIpDetails/ipAddressV4"))
-            .filter_map(|(_, v)| meaningful(super::json::scalar_text(v)));
-        if let Some(ip) = ips.next() {
-            return Some(ip);
+            .find(|(k, _)| k.ends_with("/connectionDirection"))
+            .and_then(|(_, v)| super::json::scalar_text(v));
+        if !outbound(direction) {
+            let mut ips = pf
+                .iter()
+                .filter(|(k, _)| k.ends_with("/remoteIpDetails/ipAddressV4"))
+                .filter_map(|(_, v)| meaningful(super::json::scalar_text(v)));
+            if let Some(ip) = ips.next() {
+                return Some(ip);
+            }
         }
     }
     text(r, &["Network", "SourceIpV4"])

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 use super::identity::IdentityKeys;
-use super::json::{first_time, path, raw, scalar_text, strings, text};
+use super::json::{first_time, path, scalar_text, strings, text};
 use super::{Format, NormalizeError, Normalizer, attack};
 use crate::schema::{CLASS_DETECTION_FINDING, Finding, Severity};
 
@@ -36,7 +36,7 @@ impl Normalizer for GraphAlertNormalizer {
         }
     }
 
-    fn normalize(&self, r: &Map<String, Value>) -> Result<Finding, NormalizeError> {
+    fn normalize(&self, r: &Map<String, Value>, raw: &str) -> Result<Finding, NormalizeError> {
         let id = text(r, &["id"]).ok_or(NormalizeError::MissingField {
             format: FORMAT,
             field: "id",
@@ -64,7 +64,13 @@ impl Normalizer for GraphAlertNormalizer {
         )?
         .unwrap_or(activity);
 
-        let mut f = Finding::new(SOURCE, id, CLASS_DETECTION_FINDING, activity, raw(r));
+        let mut f = Finding::new(
+            SOURCE,
+            id,
+            CLASS_DETECTION_FINDING,
+            activity,
+            raw.to_string(),
+        );
         f.modified_time = updated;
         f.product = text(r, &["serviceSource"]).map(|s| product_name(&s));
         f.event_code = text(r, &["detectorId"]).or_else(|| text(r, &["providerAlertId"]));

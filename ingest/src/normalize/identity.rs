@@ -74,7 +74,8 @@ impl IdentityKeys {
             return self.upn(Some(name));
         }
         let lower = name.to_lowercase();
-        if lower.ends_with('$')
+        let user_part = lower.split('@').next().unwrap_or(&lower);
+        if user_part.ends_with('$')
             || BUILTIN_ACCOUNTS.contains(&lower.as_str())
             || lower.starts_with("dwm-")
             || lower.starts_with("umfd-")
@@ -111,8 +112,13 @@ impl IdentityKeys {
 
 fn is_upn(s: &str) -> bool {
     match s.split_once('@') {
+        // `HOST$@REALM` is a computer's Kerberos principal, not a person.
         Some((user, domain)) => {
-            !user.is_empty() && domain.contains('.') && !domain.contains('@') && !s.contains(' ')
+            !user.is_empty()
+                && !user.ends_with('$')
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !s.contains(' ')
         }
         None => false,
     }
@@ -195,6 +201,7 @@ mod tests {
         k.account(Some("OFFSEC"), Some("ROOTDC1$"))
             .account(Some("NT AUTHORITY"), Some("SYSTEM"))
             .account(Some("-"), Some("-"))
+            .account(Some("OFFSEC.LAN"), Some("ROOTDC1$@OFFSEC.LAN"))
             .sid(Some("S-1-5-18"))
             .sid(Some("S-1-0-0"));
         assert!(k.into_vec().is_empty());

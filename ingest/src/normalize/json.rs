@@ -72,7 +72,39 @@ pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     None
 }
 
-/// The first of `keys` that holds a parseable timestamp; an unparseable one is an error
+/// Earliest event time Cairn accepts (1990-01-01); earlier ones are clock or parsing errors.
+const EARLIEST_MS: i64 = 631_152_000_000;
+/// How far in the future an event time may lie (clock skew between hosts).
+const MAX_SKEW_HOURS: i64 = 24;
+
+/// Parses a timestamp and refuses implausible ones: a record dated before 1990 or more than a
+/// day ahead would move or escape the correlation window.
+pub(crate) fn checked_time(
+    format: &'static str,
+    field: &'static str,
+    raw: &str,
+) -> Result<DateTime<Utc>, NormalizeError> {
+    let t = parse_time(raw).ok_or_else(|| NormalizeError::InvalidField {
+        format,
+        field,
+        value: truncate(raw),
+        reason: "not an RFC 3339 timestamp".into(),
+    })?;
+    let latest = Utc::now() + chrono::Duration::hours(MAX_SKEW_HOURS);
+    if t.timestamp_millis() < EARLIEST_MS || t > latest {
+        return Err(NormalizeError::InvalidField {
+            format,
+            field,
+            value: truncate(raw),
+            reason: format!(
+                "implausible event time (before 1990 or more than {MAX_SKEW_HOURS} h ahead)"
+            ),
+        });
+    }
+    Ok(t)
+}
+
+/// The first of `keys` that holds a timestamp; an unparseable or implausible one is an error
 /// because it would silently misplace the record in time.
 pub(crate) fn first_time(
     obj: &Map<String, Value>,
@@ -81,15 +113,7 @@ pub(crate) fn first_time(
 ) -> Result<Option<DateTime<Utc>>, NormalizeError> {
     for (name, keys) in candidates {
         if let Some(raw) = text(obj, keys) {
-            return match parse_time(&raw) {
-                Some(t) => Ok(Some(t)),
-                None => Err(NormalizeError::InvalidField {
-                    format,
-                    field: name,
-                    value: truncate(&raw),
-                    reason: "not an RFC 3339 timestamp".into(),
-                }),
-            };
+            return checked_time(format, name, &raw).map(Some);
         }
     }
     Ok(None)
@@ -106,12 +130,6 @@ pub(crate) fn truncate(s: &str) -> String {
     }
 }
 
-/// The record serialized compactly, key order preserved, for the `raw` column.
-pub(crate) fn raw(obj: &Map<String, Value>) -> String {
-    // Serializing a `Map` of `Value`s cannot fail: keys are strings and there is no I/O.
-    serde_json::to_string(obj).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +141,13 @@ mod tests {
         let t = parse_time("2020-09-14 08:06:02").expect("nxlog time");
         assert_eq!(t.to_rfc3339(), "2020-09-14T08:06:02+00:00");
         assert!(parse_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn implausible_times_are_refused() {
+        assert!(checked_time("t", "time", "1970-01-01T00:00:00Z").is_err());
+        assert!(checked_time("t", "time", "9999-01-01T00:00:00Z").is_err());
+        assert!(checked_time("t", "time", "2024-05-01T00:00:00Z").is_ok());
     }
 
     #[test]

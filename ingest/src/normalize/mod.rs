@@ -77,9 +77,13 @@ pub trait Normalizer: Send + Sync {
     fn format(&self) -> Format;
     /// Whether `record` is of this format (cheap structural test, no full parse).
     fn recognises(&self, record: &serde_json::Map<String, Value>) -> bool;
-    /// Maps the record to a finding; `ingested_at` is left to the caller.
-    fn normalize(&self, record: &serde_json::Map<String, Value>)
-    -> Result<Finding, NormalizeError>;
+    /// Maps the record to a finding; `raw` is the record's text as received (kept verbatim in
+    /// the finding). `ingested_at` is left to the caller.
+    fn normalize(
+        &self,
+        record: &serde_json::Map<String, Value>,
+        raw: &str,
+    ) -> Result<Finding, NormalizeError>;
 }
 
 /// Every registered normalizer, in the order in which formats are tried.
@@ -91,8 +95,8 @@ pub fn normalizers() -> &'static [&'static dyn Normalizer] {
     ]
 }
 
-/// Recognises the format of `record` and normalizes it.
-pub fn normalize(record: &Value) -> Result<Finding, NormalizeError> {
+/// Recognises the format of `record` and normalizes it; `raw` is its text as received.
+pub fn normalize(record: &Value, raw: &str) -> Result<Finding, NormalizeError> {
     let Some(object) = record.as_object() else {
         return Err(NormalizeError::NotAnObject {
             kind: json::kind(record),
@@ -100,7 +104,7 @@ pub fn normalize(record: &Value) -> Result<Finding, NormalizeError> {
     };
     for n in normalizers() {
         if n.recognises(object) {
-            return n.normalize(object);
+            return n.normalize(object, raw);
         }
     }
     Err(NormalizeError::UnrecognisedFormat {
@@ -111,30 +115,4 @@ pub fn normalize(record: &Value) -> Result<Finding, NormalizeError> {
             .collect::<Vec<_>>()
             .join(", "),
     })
-}
-
-/// Splits a JSON document into records: API list envelopes (`{"Findings": [...]}` of Security
-/// Hub, `{"value": [...]}` of Graph and ARM, EventBridge `{"detail": {"findings": [...]}}`)
-/// and top-level arrays yield their elements; anything else is one record.
-pub fn split_document(doc: Value) -> Vec<Value> {
-    match doc {
-        Value::Array(items) => items,
-        Value::Object(mut map) => {
-            for key in ["Findings", "value"] {
-                if matches!(map.get(key), Some(Value::Array(_)))
-                    && let Some(Value::Array(items)) = map.remove(key)
-                {
-                    return items;
-                }
-            }
-            if let Some(Value::Array(_)) = map.get("detail").and_then(|d| d.get("findings"))
-                && let Some(Value::Object(mut detail)) = map.remove("detail")
-                && let Some(Value::Array(items)) = detail.remove("findings")
-            {
-                return items;
-            }
-            vec![Value::Object(map)]
-        }
-        other => vec![other],
-    }
 }

@@ -66,7 +66,7 @@ fn check(fixture: &Path) -> Option<String> {
         match r
             .value
             .map_err(|(e, _)| e)
-            .and_then(|v| normalize(&v).map_err(|e| e.to_string()))
+            .and_then(|rec| normalize(&rec.value, &rec.raw).map_err(|e| e.to_string()))
         {
             Ok(f) => {
                 findings.push(f);

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::identity::IdentityKeys;
-use super::json::{meaningful, parse_time, path, raw, scalar_text, text, truncate};
+use super::json::{checked_time, meaningful, path, scalar_text, text, truncate};
 use super::{Format, NormalizeError, Normalizer};
 use crate::schema::{
     CLASS_ACCOUNT_CHANGE, CLASS_AUTHENTICATION, CLASS_AUTHORIZE_SESSION, CLASS_BASE_EVENT,
@@ -65,7 +65,7 @@ impl Normalizer for WindowsEventNormalizer {
                 .any(|k| r.contains_key(*k)))
     }
 
-    fn normalize(&self, r: &Map<String, Value>) -> Result<Finding, NormalizeError> {
+    fn normalize(&self, r: &Map<String, Value>, raw: &str) -> Result<Finding, NormalizeError> {
         let ev = if path(r, &["Event", "System"]).is_some() {
             from_evtx_json(r)?
         } else if path(r, &["winlog", "event_id"]).is_some() {
@@ -73,7 +73,7 @@ impl Normalizer for WindowsEventNormalizer {
         } else {
             from_flat(r)?
         };
-        Ok(to_finding(ev, raw(r)))
+        Ok(to_finding(ev, raw.to_string()))
     }
 }
 
@@ -111,7 +111,7 @@ fn parse_required_time(
         format: FORMAT,
         field,
     })?;
-    parse_time(&raw).ok_or_else(|| invalid(field, &raw, "not a timestamp"))
+    checked_time(FORMAT, field, &raw)
 }
 
 /// Flattens `EventData`/`UserData` values to strings: scalars as text, nested values as JSON.
@@ -405,16 +405,35 @@ fn severity(ev: &WinEvent) -> Severity {
         .data
         .get("Status")
         .is_some_and(|s| !matches!(s.as_str(), "0x0" | "0" | "-"));
-    let audit_failure = ev.keywords.as_deref().is_some_and(|k| {
-        k.eq_ignore_ascii_case("0x8010000000000000")
-            || k.to_ascii_lowercase().contains("audit failure")
-    });
+    let audit_failure = ev.keywords.as_deref().is_some_and(is_audit_failure)
+        || ev
+            .data
+            .get("EventType")
+            .is_some_and(|t| t.eq_ignore_ascii_case("AUDIT_FAILURE"));
     match ev.event_id {
         4625 | 4771 => Severity::Low,
         4768 | 4769 | 4776 if failed_status => Severity::Low,
         1102 => Severity::Medium,
         _ if audit_failure => Severity::Low,
         _ => Severity::Informational,
+    }
+}
+
+/// The Audit Failure keyword (bit 52) in any of the forms exporters write: hex, the signed
+/// decimal of NXLog, or Winlogbeat's words.
+fn is_audit_failure(keywords: &str) -> bool {
+    const AUDIT_FAILURE: u64 = 0x0010_0000_0000_0000;
+    let k = keywords.trim();
+    let bits = if let Some(hex) = k.strip_prefix("0x").or_else(|| k.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16).ok()
+    } else if let Ok(signed) = k.parse::<i64>() {
+        Some(signed as u64)
+    } else {
+        k.parse::<u64>().ok()
+    };
+    match bits {
+        Some(b) => b & AUDIT_FAILURE != 0,
+        None => k.to_ascii_lowercase().contains("audit failure"),
     }
 }
 
@@ -466,7 +485,8 @@ fn to_finding(ev: WinEvent, raw: String) -> Finding {
         (CLASS_BASE_EVENT, None)
     };
     let uid = match (&computer, &ev.record_id) {
-        (Some(c), Some(r)) => format!("{c}:{channel}:{r}"),
+        // Exporters differ in the channel's case; the uid must not.
+        (Some(c), Some(r)) => format!("{c}:{}:{r}", channel.to_lowercase()),
         _ => {
             use sha2::{Digest, Sha256};
             format!("sha256:{}", hex::encode(Sha256::digest(raw.as_bytes())))
@@ -549,4 +569,18 @@ fn set_user(f: &mut Finding, p: &Principal) {
     f.user_name = p.name.clone();
     f.user_domain = p.domain.clone();
     f.user_uid = p.uid.clone();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_failure_keyword_in_every_exporter_form() {
+        assert!(is_audit_failure("0x8010000000000000"));
+        assert!(is_audit_failure("-9218868437227405312"));
+        assert!(is_audit_failure("Audit Failure"));
+        assert!(!is_audit_failure("0x8020000000000000"));
+        assert!(!is_audit_failure("-9214364837600034816"));
+    }
 }

@@ -71,7 +71,13 @@ impl FileSource {
     pub fn new(id: &str, config: &FileSourceConfig) -> Result<FileSource> {
         let mut inputs = Vec::new();
         for p in &config.paths {
-            expand(p, &mut inputs)?;
+            // Absolute, canonical names make dead-letter locations (and their de-duplication)
+            // independent of how the path was typed.
+            let canonical = std::fs::canonicalize(p).map_err(|err| IngestError::Io {
+                path: p.clone(),
+                err,
+            })?;
+            expand(&canonical, &mut inputs)?;
         }
         Ok(Self::from_inputs(id, inputs, config.page_size))
     }
@@ -162,20 +168,17 @@ impl PageFill {
     fn push(&mut self, record: RawRecord) {
         let RawRecord { location, value } = record;
         match value {
-            Ok(v) => match normalize(&v) {
+            Ok(record) => match normalize(&record.value, &record.raw) {
                 Ok(mut f) => {
                     f.ingested_at = Utc::now();
                     self.page.findings.push(f);
                 }
-                Err(e) => {
-                    let raw = serde_json::to_vec(&v).unwrap_or_default();
-                    self.page.dead_letters.push(DeadLetter::new(
-                        &self.source,
-                        location.clone(),
-                        e.to_string(),
-                        &raw,
-                    ));
-                }
+                Err(e) => self.page.dead_letters.push(DeadLetter::new(
+                    &self.source,
+                    location.clone(),
+                    e.to_string(),
+                    record.raw.as_bytes(),
+                )),
             },
             Err((reason, bytes)) => self.page.dead_letters.push(DeadLetter::new(
                 &self.source,
