@@ -34,6 +34,19 @@ ensure_build_packages() {
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# moto's Security Hub server, the real peer of the Security Hub source's tests, in a local
+# virtual environment (pinned; PyPI `moto[server]`).
+CAIRN_MOTO_VERSION=5.2.5
+ensure_moto() {
+    local venv="${CAIRN_VENV:-$HOME/.cache/cairn/venv}"
+    if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$CAIRN_MOTO_VERSION')" >/dev/null 2>&1; then
+        echo "Installing moto[server]==$CAIRN_MOTO_VERSION into $venv" >&2
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$CAIRN_MOTO_VERSION"
+    fi
+    export CAIRN_MOTO_SERVER="$venv/bin/moto_server"
+}
+
 ensure_rust() {
     if ! command -v cargo >/dev/null 2>&1; then
         echo "error: cargo not found; install Rust 1.95 or newer from https://rustup.rs" >&2

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 ensure_rust
 ensure_build_packages
+ensure_moto
 start=$(date +%s)
 cargo build --workspace --bins --locked
 # Doc tests first: nextest does not run them, and its summary should be the last thing shown.

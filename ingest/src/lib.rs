@@ -10,6 +10,7 @@
 //! - [`dead_letter`]: records that could not be used, kept with their reason.
 
 pub mod dead_letter;
+pub mod duration;
 pub mod error;
 pub mod normalize;
 pub mod reader;

@@ -129,34 +129,5 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(48 * 3600);
 
 /// Parses `30m`, `1h`, `24h`, `2d` (also `90s`).
 pub fn parse_window(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    let unit_secs = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    let secs = n.checked_mul(unit_secs)?;
-    (secs > 0).then(|| Duration::from_secs(secs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_parse() {
-        assert_eq!(parse_window("30m"), Some(Duration::from_secs(1800)));
-        assert_eq!(parse_window("24h"), Some(Duration::from_secs(86_400)));
-        assert_eq!(parse_window("2d"), Some(Duration::from_secs(172_800)));
-        assert_eq!(parse_window("0h"), None);
-        assert_eq!(parse_window("h"), None);
-        assert_eq!(parse_window("5 weeks"), None);
-        assert_eq!(parse_window("99999999999999999999d"), None);
-        assert_eq!(parse_window("9999999999999999d"), None);
-    }
+    cairn_ingest::duration::parse_duration(s)
 }

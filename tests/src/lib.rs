@@ -15,8 +15,12 @@ use std::time::Duration;
 mod api;
 #[cfg(test)]
 mod demo;
+pub mod fakes;
 #[cfg(test)]
 mod ingest;
+pub mod moto;
+#[cfg(test)]
+mod securityhub;
 
 /// Newest modification time of the files the binary is built from (sources, rule pack,
 /// migrations, demo data, manifests).
@@ -85,7 +89,15 @@ pub fn cairn(dir: &Path, args: &[&str]) -> Command {
     c.arg("--data-dir")
         .arg(dir)
         .args(args)
-        .env_remove("CAIRN_CONFIG");
+        .env_remove("CAIRN_CONFIG")
+        // Test credentials for the AWS SDK, and no lookups of the developer's own.
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     c
 }
 
@@ -159,14 +171,30 @@ impl Drop for Server {
 
 /// A minimal HTTP/1.0 GET (no client library needed for a JSON API on loopback).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, &[("Accept", "application/json")], "")
+}
+
+/// A minimal HTTP/1.0 request with headers and a body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n"
-    )
-    .expect("send");
+    let mut head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("send");
+    s.write_all(body.as_bytes()).expect("send");
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("read");
     let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");

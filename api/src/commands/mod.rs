@@ -92,7 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let Some(c) = setup.config.sources.get(&id) else {
                         bail!("no source `{id}` in {}", setup.config_path.display());
                     };
-                    c.build(&id)?
+                    c.build(&id).await?
                 }
                 (None, false) => Box::new(FileSource::new("file", &FileSourceConfig::new(paths))?),
                 (None, true) => bail!("give files or folders to read, or --source ID"),

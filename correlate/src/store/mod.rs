@@ -5,7 +5,9 @@
 //! gives:
 //! - a page's findings, its dead letters and the source's cursor commit in one transaction;
 //! - findings are keyed by `(source, finding_uid)`: a newer `modified_time` replaces the row,
-//!   an older or equal one leaves it, so replays never duplicate;
+//!   an older one leaves it, an equal one replaces it only if the raw record differs (a
+//!   workflow change that did not move the provider's update time), so replays never
+//!   duplicate;
 //! - dead letters are keyed by `(source, location, sha256(raw))`, so re-reading a bad input
 //!   does not pile up copies;
 //! - a correlation pass's detections, incidents and merge reasons commit together.

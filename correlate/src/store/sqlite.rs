@@ -339,12 +339,15 @@ impl Store for SqliteStore {
             let mut stored = f.clone();
             stored.identity_id = None;
             let done = sqlx::query(
-                "INSERT INTO findings (source, finding_uid, time, modified_time, ingested_at, finding) \
-                 VALUES (?, ?, ?, ?, ?, ?) \
+                "INSERT INTO findings (source, finding_uid, time, modified_time, ingested_at, finding, raw_sha256) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (source, finding_uid) DO UPDATE SET \
                    time = excluded.time, modified_time = excluded.modified_time, \
-                   ingested_at = excluded.ingested_at, finding = excluded.finding \
-                 WHERE excluded.modified_time > findings.modified_time",
+                   ingested_at = excluded.ingested_at, finding = excluded.finding, \
+                   raw_sha256 = excluded.raw_sha256 \
+                 WHERE excluded.modified_time > findings.modified_time \
+                    OR (excluded.modified_time = findings.modified_time \
+                        AND excluded.raw_sha256 <> findings.raw_sha256)",
             )
             .bind(&f.source)
             .bind(&f.finding_uid)
@@ -352,6 +355,7 @@ impl Store for SqliteStore {
             .bind(ms(f.modified_time))
             .bind(ms(f.ingested_at))
             .bind(to_json(&stored))
+            .bind(hex::encode(Sha256::digest(f.raw.as_bytes())))
             .execute(&mut *tx)
             .await
             .map_err(CorrelateError::storage(ctx()))?;

@@ -94,6 +94,40 @@ async fn pages_are_idempotent_and_newer_versions_replace_older() {
     let stored = s.findings_since(t(-60)).await.expect("read");
     let titles: Vec<_> = stored.iter().map(|f| f.title.as_deref()).collect();
     assert_eq!(titles, [Some("updated"), None]);
+
+    // Same version, different record (status changed in place): replaced; identical: kept.
+    let mut restated = finding("b", 1);
+    restated.raw = "{\"uid\":\"b\",\"status\":\"RESOLVED\"}".into();
+    restated.status = Some("Resolved".into());
+    let stats = s
+        .commit_page(
+            "file",
+            &Page {
+                findings: vec![restated.clone(), finding("a", 0)],
+                ..Page::default()
+            },
+        )
+        .await
+        .expect("commit restated");
+    assert_eq!(
+        stats,
+        PageStats {
+            stored: 1,
+            unchanged: 1,
+            dead_letters: 0
+        }
+    );
+    let again = s
+        .commit_page(
+            "file",
+            &Page {
+                findings: vec![restated],
+                ..Page::default()
+            },
+        )
+        .await
+        .expect("again");
+    assert_eq!(again.unchanged, 1);
     assert_eq!(s.counts().await.expect("counts").dead_letters, 1);
     assert_eq!(s.watermark().await.expect("watermark"), Some(t(1)));
     let dead = s.dead_letters(10).await.expect("dead letters");

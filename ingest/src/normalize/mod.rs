@@ -10,6 +10,7 @@ mod attack;
 mod graph_alert;
 pub mod identity;
 mod json;
+mod ocsf;
 mod windows;
 
 #[cfg(test)]
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 pub use asff::AsffNormalizer;
 pub use graph_alert::GraphAlertNormalizer;
+pub use ocsf::OcsfNormalizer;
 pub use windows::WindowsEventNormalizer;
 
 use crate::schema::Finding;
@@ -69,6 +71,8 @@ pub enum Format {
     GraphAlert,
     /// A Windows event log record as JSON (evtx JSON, Winlogbeat, NXLog/OTRF flat).
     WindowsEvent,
+    /// An OCSF event or finding (Security Hub `GetFindingsV2`, Security Lake).
+    Ocsf,
 }
 
 /// One input format: recognises its records and maps them to the Finding schema.
@@ -92,6 +96,7 @@ pub fn normalizers() -> &'static [&'static dyn Normalizer] {
         &AsffNormalizer,
         &GraphAlertNormalizer,
         &WindowsEventNormalizer,
+        &OcsfNormalizer,
     ]
 }
 

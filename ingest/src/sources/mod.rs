@@ -1,6 +1,7 @@
 //! Source implementations, one folder each, and the one place they are registered.
 
 pub mod file;
+pub mod securityhub;
 
 use serde::{Deserialize, Serialize};
 
@@ -8,18 +9,34 @@ use crate::error::Result;
 use crate::source::Source;
 
 /// Every source type, as configured in `[sources.<id>]` by its `type`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     /// `type = "file"`: JSON, NDJSON and gzip files or folders.
     File(file::FileSourceConfig),
+    /// `type = "aws_security_hub"`: Security Hub `GetFindings` or `GetFindingsV2`.
+    AwsSecurityHub(securityhub::SecurityHubConfig),
 }
 
 impl SourceConfig {
-    /// Builds the source with id `id`.
-    pub fn build(&self, id: &str) -> Result<Box<dyn Source>> {
+    /// Builds the source with id `id` (connecting clients where the source has any).
+    pub async fn build(&self, id: &str) -> Result<Box<dyn Source>> {
         match self {
             SourceConfig::File(c) => Ok(Box::new(file::FileSource::new(id, c)?)),
+            SourceConfig::AwsSecurityHub(c) => Ok(Box::new(
+                securityhub::SecurityHubSource::connect(id, c).await?,
+            )),
+        }
+    }
+
+    /// Checks the configuration without connecting; the message names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        match self {
+            SourceConfig::File(c) if c.paths.is_empty() => {
+                Err("paths must name at least one file or folder".into())
+            }
+            SourceConfig::File(_) => Ok(()),
+            SourceConfig::AwsSecurityHub(c) => c.validate(),
         }
     }
 }

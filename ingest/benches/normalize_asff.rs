@@ -1,0 +1,88 @@
+//! ASFF normalization throughput against a bare JSON parse of the same bytes.
+//!
+//! `cargo bench -p cairn-ingest --bench normalize_asff` prints findings/s and MB/s for:
+//! - `parse`: `serde_json::from_str::<Value>` of each record (the floor any JSON reader pays);
+//! - `normalize`: parse, map to a `Finding`, append to the Arrow batch builder, and build
+//!   Arrow record batches of 8192 rows (what ingest really does per record).
+//!
+//! The ratio `normalize / parse` is the figure the Security Hub issue asks for (≥ 50 %).
+//! Input: the 83 real ASFF findings of `tests/fixtures/securityhub`, repeated with distinct
+//! ids to 50 000 records (about 130 MB).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use cairn_ingest::FindingBatchBuilder;
+use cairn_ingest::normalize::normalize;
+use serde_json::Value;
+
+const RECORDS: usize = 50_000;
+const ROUNDS: usize = 5;
+
+fn records() -> Vec<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/securityhub/asff-samples.json"
+    );
+    let text = std::fs::read_to_string(path).expect("fixture");
+    let doc: Value = serde_json::from_str(&text).expect("JSON");
+    let base = doc["Findings"].as_array().expect("Findings").clone();
+    (0..RECORDS)
+        .map(|i| {
+            let mut f = base[i % base.len()].clone();
+            f["Id"] = Value::String(format!("{}-{i}", f["Id"].as_str().unwrap_or_default()));
+            serde_json::to_string(&f).expect("serialize")
+        })
+        .collect()
+}
+
+/// Best of `ROUNDS` wall-clock seconds.
+fn best(mut run: impl FnMut()) -> f64 {
+    (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            run();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let records = records();
+    let bytes: usize = records.iter().map(String::len).sum();
+    let mb = bytes as f64 / 1e6;
+
+    let parse = best(|| {
+        for r in &records {
+            black_box(serde_json::from_str::<Value>(r).expect("parse"));
+        }
+    });
+    let normalize_secs = best(|| {
+        let mut builder = FindingBatchBuilder::new();
+        for r in &records {
+            let v: Value = serde_json::from_str(r).expect("parse");
+            let f = normalize(&v, r).expect("normalize");
+            builder.append(&f);
+            if builder.len() == 8192 {
+                black_box(builder.finish().expect("batch"));
+            }
+        }
+        black_box(builder.finish().expect("batch"));
+    });
+    let row = |name: &str, secs: f64| {
+        println!(
+            "{name:<10} {:>10.0} findings/s {:>8.1} MB/s  ({:.3} s for {} records, {:.1} MB)",
+            records.len() as f64 / secs,
+            mb / secs,
+            secs,
+            records.len(),
+            mb
+        );
+    };
+    row("parse", parse);
+    row("normalize", normalize_secs);
+    println!(
+        "ratio      {:.0} % of the bare parse speed (target ≥ 50 %)",
+        100.0 * parse / normalize_secs
+    );
+}

@@ -1,0 +1,3 @@
+//! Local fake servers for the paths real peers do not cover.
+
+pub mod securityhub;

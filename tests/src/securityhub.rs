@@ -1,0 +1,244 @@
+//! The AWS Security Hub source end to end: the real binary, configured by file, against moto
+//! (`GetFindings`) and a local fake (`GetFindingsV2`, faults).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use cairn_correlate::{SqliteStore, Store};
+
+use crate::fakes::securityhub::{FakeSecurityHub, Fault};
+use crate::moto::Moto;
+use crate::{repo_root, run, stdout};
+
+fn samples() -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/securityhub/asff-samples.json"))
+            .expect("fixture");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    v["Findings"].as_array().expect("Findings").clone()
+}
+
+fn distinct(findings: &[Value]) -> usize {
+    findings
+        .iter()
+        .map(|f| (f["ProductArn"].to_string(), f["Id"].to_string()))
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+/// Writes a configuration with one Security Hub source and returns its path.
+fn config(dir: &Path, endpoint: &str, extra: &str) -> PathBuf {
+    let path = dir.join("cairn.toml");
+    let text = format!(
+        "[sources.sechub]\ntype = \"aws_security_hub\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n\
+         initial_lookback = \"3650d\"\nrequests_per_second = 50.0\n{extra}\n"
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn ingest(dir: &Path, config: &Path) -> std::process::Output {
+    run(
+        dir,
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "ingest",
+            "--source",
+            "sechub",
+            "--no-correlate",
+        ],
+    )
+}
+
+fn with_store<T>(dir: &Path, f: impl AsyncFnOnce(SqliteStore) -> T) -> T {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = SqliteStore::open(&dir.join("cairn.db"))
+            .await
+            .expect("store");
+        f(store).await
+    })
+}
+
+#[test]
+fn moto_every_finding_once_nothing_new_twice_and_updates_replace() {
+    let moto = Moto::start();
+    let findings = samples();
+    assert_eq!(moto.import(&findings), findings.len() as u64);
+    let expected = distinct(&findings);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Small pages: 62 findings in 9 pages must lose nothing.
+    let cfg = config(dir.path(), &moto.url(), "page_size = 7");
+    let first = ingest(dir.path(), &cfg);
+    let text = stdout(&first);
+    assert!(
+        first.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "Ingested {expected} records: {expected} findings ({expected} new or updated"
+        )),
+        "{text}"
+    );
+    let count = with_store(dir.path(), async |s| {
+        s.counts().await.expect("counts").findings
+    });
+    assert_eq!(count as usize, expected);
+
+    let second = stdout(&ingest(dir.path(), &cfg));
+    assert!(
+        second.contains("Ingested 0 records"),
+        "moto ignores the UpdatedAt filter; the source must not:\n{second}"
+    );
+
+    // Re-import one finding with a later UpdatedAt and a new title: an update, not a copy.
+    let mut changed = findings[0].clone();
+    changed["UpdatedAt"] = json!(chrono::Utc::now().to_rfc3339());
+    changed["Title"] = json!("Re-imported by the test");
+    assert_eq!(moto.import(&[changed.clone()]), 1);
+    let third = stdout(&ingest(dir.path(), &cfg));
+    assert!(
+        third.contains("Ingested 1 records: 1 findings (1 new or updated, 0 unchanged)"),
+        "{third}"
+    );
+    let (count, title) = with_store(dir.path(), async |s| {
+        let uid = changed["Id"].as_str().expect("id").to_string();
+        let f = s.findings_by_uid(&[uid]).await.expect("lookup");
+        (
+            s.counts().await.expect("counts").findings,
+            f[0].title.clone(),
+        )
+    });
+    assert_eq!(count as usize, expected);
+    assert_eq!(title.as_deref(), Some("Re-imported by the test"));
+    // The raw record is the one Security Hub returned, JSON for JSON.
+    let raw: Value = with_store(dir.path(), async |s| {
+        let uid = changed["Id"].as_str().expect("id").to_string();
+        serde_json::from_str(&s.findings_by_uid(&[uid]).await.expect("lookup")[0].raw)
+            .expect("raw JSON")
+    });
+    assert_eq!(raw["Title"], "Re-imported by the test");
+}
+
+#[test]
+fn get_findings_v2_reads_ocsf_findings_from_a_fake() {
+    let text =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/securityhub/ocsf-finding.json"))
+            .expect("fixture");
+    let base: Value = serde_json::from_str(&text).expect("JSON");
+    let findings: Vec<Value> = (0..5)
+        .map(|i| {
+            let mut f = base.clone();
+            f["finding_info"]["uid"] = json!(format!(
+                "{}-{i}",
+                base["finding_info"]["uid"].as_str().unwrap_or_default()
+            ));
+            f["finding_info"]["modified_time_dt"] = json!(format!("2025-06-0{}T10:00:00Z", i + 1));
+            f
+        })
+        .collect();
+    let fake = FakeSecurityHub::start(findings);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        &fake.url(),
+        "api = \"get_findings_v2\"\npage_size = 2",
+    );
+    let out = ingest(dir.path(), &cfg);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Ingested 5 records: 5 findings (5 new or updated"),
+        "{text}"
+    );
+    assert_eq!(fake.calls(), ["GetFindingsV2"; 3], "three pages of two");
+    let sources = with_store(dir.path(), async |s| {
+        let all = s
+            .findings_since(chrono::DateTime::UNIX_EPOCH)
+            .await
+            .expect("read");
+        all.iter()
+            .map(|f| (f.source.clone(), f.class_uid))
+            .collect::<BTreeSet<_>>()
+    });
+    assert_eq!(
+        sources,
+        BTreeSet::from([("aws.securityhub".to_string(), 2004)])
+    );
+    let again = stdout(&ingest(dir.path(), &cfg));
+    assert!(again.contains("Ingested 0 records"), "{again}");
+}
+
+#[test]
+fn faults_lose_nothing_and_a_failed_page_is_not_committed() {
+    let findings: Vec<Value> = samples().into_iter().take(18).collect();
+    let fake = FakeSecurityHub::start(findings.clone());
+    // Page 1: throttled, then a 500, then served (the SDK retries with jittered backoff).
+    // Page 2: too slow for the attempt timeout once, then served.
+    // Page 3: a truncated body on every attempt: the run fails there.
+    fake.fail_next([
+        Fault::Throttle,
+        Fault::ServerError,
+        Fault::Delay(Duration::ZERO),
+        Fault::Delay(Duration::from_secs(4)),
+        Fault::Delay(Duration::ZERO),
+        Fault::Truncate,
+        Fault::Truncate,
+        Fault::Truncate,
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        &fake.url(),
+        "page_size = 5\nmax_attempts = 3\ntimeout = \"2s\"",
+    );
+    let failed = ingest(dir.path(), &cfg);
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{}\n{err}", stdout(&failed));
+    assert!(
+        err.contains("GetFindings page 3 for account scope `default` in us-east-1 failed"),
+        "{err}"
+    );
+
+    let (count, cursor) = with_store(dir.path(), async |s| {
+        (
+            s.counts().await.expect("counts").findings,
+            s.cursor("sechub").await.expect("cursor"),
+        )
+    });
+    assert_eq!(count, 10, "pages 1 and 2 are stored");
+    let cursor: Value =
+        serde_json::from_str(&cursor.expect("a committed cursor")).expect("JSON cursor");
+    assert_eq!(
+        cursor["scopes"]["default"]["query"]["next_token"], "10",
+        "the cursor stops before the failed page"
+    );
+
+    fake.recover();
+    let resumed = ingest(dir.path(), &cfg);
+    let text = stdout(&resumed);
+    assert!(
+        resumed.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(
+        text.contains("Ingested 8 records: 8 findings (8 new or updated"),
+        "{text}"
+    );
+    let count = with_store(dir.path(), async |s| {
+        s.counts().await.expect("counts").findings
+    });
+    assert_eq!(count as usize, distinct(&findings));
+}
