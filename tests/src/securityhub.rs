@@ -242,3 +242,89 @@ fn faults_lose_nothing_and_a_failed_page_is_not_committed() {
     });
     assert_eq!(count as usize, distinct(&findings));
 }
+
+#[test]
+fn findings_that_join_an_incident_are_written_back_once() {
+    // The demo story: AD and Defender from files, Security Hub from the fake.
+    let demo = repo_root().join("api/demo/data");
+    let text =
+        std::fs::read_to_string(demo.join("securityhub-findings.json")).expect("demo findings");
+    let findings = serde_json::from_str::<Value>(&text).expect("JSON")["Findings"]
+        .as_array()
+        .expect("Findings")
+        .clone();
+    let fake = FakeSecurityHub::start(findings);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), &fake.url(), "write_back = true");
+    let files = [
+        demo.join("ad-security-events.jsonl"),
+        demo.join("defender-alerts.json"),
+    ];
+    let out = run(
+        dir.path(),
+        &[
+            "ingest",
+            files[0].to_str().expect("utf-8"),
+            files[1].to_str().expect("utf-8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    let out = run(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "ingest",
+            "--source",
+            "sechub",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Security Hub write-back (sechub): 1 findings marked NOTIFIED"),
+        "{text}"
+    );
+    let updates = fake.updates();
+    assert_eq!(updates.len(), 1, "{updates:#?}");
+    let update = &updates[0];
+    assert_eq!(update["Workflow"]["Status"], "NOTIFIED");
+    assert_eq!(update["Note"]["UpdatedBy"], "cairn");
+    assert!(
+        update["Note"]["Text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Cairn incident #")),
+        "{update}"
+    );
+    let ids = update["FindingIdentifiers"]
+        .as_array()
+        .expect("identifiers");
+    assert_eq!(
+        ids.len(),
+        1,
+        "only the finding in an incident, not the background: {update}"
+    );
+    assert!(
+        ids[0]["Id"]
+            .as_str()
+            .is_some_and(|i| i.ends_with("/finding/a6c556fcbc9bea427a19f8b787099a0b")),
+        "{update}"
+    );
+    assert_eq!(
+        ids[0]["ProductArn"],
+        "arn:aws:securityhub:us-east-2::product/aws/guardduty"
+    );
+
+    // A later pass does not repeat it.
+    let again = run(
+        dir.path(),
+        &["--config", cfg.to_str().expect("utf-8"), "correlate"],
+    );
+    assert!(again.status.success(), "{}", stdout(&again));
+    assert_eq!(fake.updates().len(), 1);
+}

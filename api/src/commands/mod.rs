@@ -17,7 +17,9 @@ use cairn_correlate::{
     CorrelateConfig, IngestReport, PassReport, SqliteStore, Store, run_pass, run_source,
 };
 use cairn_ingest::Source;
+use cairn_ingest::sources::SourceConfig;
 use cairn_ingest::sources::file::{FileSource, FileSourceConfig};
+use cairn_ingest::sources::securityhub::{self, SecurityHubApi, SecurityHubWriteBack, WriteBack};
 use cairn_rules::RuleSet;
 
 use crate::{Cli, Command, RulesCommand};
@@ -104,6 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !no_correlate {
                 let pass = run_pass(store.as_ref(), &rules, &setup.correlate()?).await?;
                 print_pass(&pass);
+                write_back(&setup, store.as_ref()).await?;
             }
             Ok(exit_for(&report))
         }
@@ -112,6 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store(&store_path).await?;
             let pass = run_pass(store.as_ref(), &rules, &setup.correlate()?).await?;
             print_pass(&pass);
+            write_back(&setup, store.as_ref()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { listen } => {
@@ -254,6 +258,64 @@ fn print_pass(p: &PassReport) {
     for e in &p.rule_errors {
         println!("  rule failed: {e}");
     }
+}
+
+/// Tells Security Hub which incident its findings joined, for every configured Security Hub
+/// source with `write_back = true`. At least once: what Security Hub reports processed is
+/// recorded; the rest is tried again after the next pass.
+async fn write_back(setup: &Setup, store: &dyn Store) -> anyhow::Result<()> {
+    for (id, source) in &setup.config.sources {
+        let SourceConfig::AwsSecurityHub(config) = source else {
+            continue;
+        };
+        if !config.write_back || config.api != SecurityHubApi::GetFindings {
+            continue;
+        }
+        let pending = store
+            .pending_writebacks(securityhub::SOURCE, 10_000)
+            .await?;
+        let items: Vec<(WriteBack, (String, String))> = pending
+            .iter()
+            .filter_map(|p| {
+                let f = &p.finding;
+                Some((
+                    WriteBack {
+                        account_id: f.account_uid.clone()?,
+                        product_arn: f.fields.get("ProductArn")?.clone(),
+                        id: f.finding_uid.clone(),
+                        note: format!(
+                            "Cairn incident #{} ({}): {}",
+                            p.incident_number, p.incident_id, p.incident_title
+                        ),
+                    },
+                    (f.finding_uid.clone(), p.incident_id.clone()),
+                ))
+            })
+            .collect();
+        if items.is_empty() {
+            continue;
+        }
+        let writer = SecurityHubWriteBack::connect(id, config).await?;
+        let batch: Vec<WriteBack> = items.iter().map(|(w, _)| w.clone()).collect();
+        let report = writer.send(&batch).await?;
+        let processed: std::collections::BTreeSet<&String> =
+            report.processed.iter().map(|(_, id)| id).collect();
+        let done: Vec<(String, String)> = items
+            .iter()
+            .filter(|(w, _)| processed.contains(&w.id))
+            .map(|(_, key)| key.clone())
+            .collect();
+        store.record_writebacks(&done).await?;
+        println!(
+            "Security Hub write-back ({id}): {} findings marked NOTIFIED with their incident, {} refused",
+            done.len(),
+            report.unprocessed.len()
+        );
+        for ((_, finding), reason) in &report.unprocessed {
+            tracing::warn!(source = %id, finding = %finding, reason = %reason, "Security Hub refused a write-back");
+        }
+    }
+    Ok(())
 }
 
 /// Prints the open incidents as a table.

@@ -246,6 +246,19 @@ pub struct CorrelationChanges {
     pub reasons: Vec<MergeReason>,
 }
 
+/// A finding in an incident whose provider has not been told yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingWriteBack {
+    /// The finding.
+    pub finding: Finding,
+    /// The incident it joined.
+    pub incident_id: String,
+    /// Its number.
+    pub incident_number: i64,
+    /// Its title.
+    pub incident_title: String,
+}
+
 /// Row counts, for summaries and readiness.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StoreCounts {
@@ -308,6 +321,12 @@ pub trait Store: Send + Sync {
     async fn incident(&self, id: &str) -> Result<Option<IncidentDetail>>;
     /// The id of the incident with this number.
     async fn incident_id_by_number(&self, number: i64) -> Result<Option<String>>;
+    /// Findings of `source` in incidents that have not been written back, oldest incident
+    /// first.
+    async fn pending_writebacks(&self, source: &str, limit: usize)
+    -> Result<Vec<PendingWriteBack>>;
+    /// Records that these `(finding_uid, incident_id)` were written back.
+    async fn record_writebacks(&self, done: &[(String, String)]) -> Result<()>;
     /// Dead letters, newest first.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>>;
     /// Row counts.

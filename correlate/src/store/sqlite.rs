@@ -20,8 +20,8 @@ use cairn_ingest::{DeadLetter, Finding, Page, Severity};
 
 use super::{
     CorrelationChanges, Detection, Entity, IdentityUpdate, Incident, IncidentDetail,
-    IncidentFilter, IncidentPage, IncidentStatus, MergeReason, PageStats, Store, StoreCounts,
-    StoredDeadLetter,
+    IncidentFilter, IncidentPage, IncidentStatus, MergeReason, PageStats, PendingWriteBack, Store,
+    StoreCounts, StoredDeadLetter,
 };
 use crate::error::{CorrelateError, Result};
 
@@ -793,6 +793,58 @@ impl Store for SqliteStore {
             .map_err(CorrelateError::storage(format!(
                 "looking up incident #{number}"
             )))
+    }
+
+    async fn pending_writebacks(
+        &self,
+        source: &str,
+        limit: usize,
+    ) -> Result<Vec<PendingWriteBack>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT f.finding, f.identity_id, i.id AS incident_id, i.number, i.title \
+             FROM incidents i \
+             JOIN detections d ON d.incident_id = i.id \
+             JOIN json_each(d.finding_uids) j \
+             JOIN findings f ON f.finding_uid = j.value AND f.source = ? \
+             WHERE NOT EXISTS (SELECT 1 FROM writebacks w WHERE w.finding_uid = f.finding_uid AND w.incident_id = i.id) \
+             ORDER BY i.number, f.finding_uid LIMIT ?",
+        )
+        .bind(source)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage("reading pending write-backs"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingWriteBack {
+                    finding: finding_from_row(r)?,
+                    incident_id: get(r, "incident_id")?,
+                    incident_number: get(r, "number")?,
+                    incident_title: get(r, "title")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_writebacks(&self, done: &[(String, String)]) -> Result<()> {
+        let ctx = "recording write-backs";
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+        for (uid, incident) in done {
+            sqlx::query(
+                "INSERT OR IGNORE INTO writebacks (finding_uid, incident_id, at) VALUES (?, ?, ?)",
+            )
+            .bind(uid)
+            .bind(incident)
+            .bind(ms(Utc::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+        }
+        tx.commit().await.map_err(CorrelateError::storage(ctx))
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>> {

@@ -265,9 +265,23 @@ fn remote_ip(r: &Map<String, Value>) -> Option<String> {
     let outbound = |dir: Option<String>| dir.is_some_and(|d| d.eq_ignore_ascii_case("OUTBOUND"));
     if let Some(action) = path(r, &["Action"]).and_then(Value::as_object) {
         for (_, detail) in action.iter() {
-            if let Some(d) = detail.as_object()
-                && !outbound(text(d, &["ConnectionDirection"]))
+            let Some(d) = detail.as_object() else {
+                continue;
+            };
+            if !outbound(text(d, &["ConnectionDirection"]))
                 && let Some(ip) = text(d, &["RemoteIpDetails", "IpAddressV4"])
+            {
+                return Some(ip);
+            }
+            // A port probe lists its probers.
+            if let Some(ip) = path(d, &["PortProbeDetails"])
+                .and_then(Value::as_array)
+                .and_then(|probes| {
+                    probes
+                        .iter()
+                        .filter_map(Value::as_object)
+                        .find_map(|p| text(p, &["RemoteIpDetails", "IpAddressV4"]))
+                })
             {
                 return Some(ip);
             }
@@ -289,4 +303,33 @@ fn remote_ip(r: &Map<String, Value>) -> Option<String> {
         }
     }
     text(r, &["Network", "SourceIpV4"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().expect("object")
+    }
+
+    #[test]
+    fn remote_ips_of_guardduty_actions() {
+        let inbound = obj(
+            json!({"Action": {"ActionType": "NETWORK_CONNECTION", "NetworkConnectionAction": {
+            "ConnectionDirection": "INBOUND", "RemoteIpDetails": {"IpAddressV4": "198.51.100.7"}}}}),
+        );
+        assert_eq!(remote_ip(&inbound).as_deref(), Some("198.51.100.7"));
+        let outbound = obj(json!({"Action": {"NetworkConnectionAction": {
+            "ConnectionDirection": "OUTBOUND", "RemoteIpDetails": {"IpAddressV4": "203.0.113.9"}}}}));
+        assert_eq!(remote_ip(&outbound), None, "a C2 server is not a source");
+        let probe = obj(json!({"Action": {"PortProbeAction": {"PortProbeDetails": [
+            {"LocalPortDetails": {"Port": 22}, "RemoteIpDetails": {"IpAddressV4": "192.0.2.44"}}]}}}));
+        assert_eq!(remote_ip(&probe).as_deref(), Some("192.0.2.44"));
+        let api = obj(
+            json!({"Action": {"AwsApiCallAction": {"Api": "DeleteTrail", "RemoteIpDetails": {"IpAddressV4": "52.94.133.131"}}}}),
+        );
+        assert_eq!(remote_ip(&api).as_deref(), Some("52.94.133.131"));
+    }
 }

@@ -32,6 +32,7 @@ struct Inner {
     findings: Vec<Value>,
     faults: VecDeque<Fault>,
     calls: Vec<String>,
+    updates: Vec<Value>,
 }
 
 /// A running fake; it stops with the test process.
@@ -105,6 +106,32 @@ async fn page(
     }
 }
 
+/// `BatchUpdateFindings`: records the request and reports every finding processed.
+async fn batch_update(
+    State(state): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if !headers.contains_key("authorization") {
+        return (StatusCode::FORBIDDEN, "unsigned request").into_response();
+    }
+    let request: Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let processed = request["FindingIdentifiers"].clone();
+    {
+        let mut s = state.lock().expect("lock");
+        s.calls.push("BatchUpdateFindings".into());
+        s.updates.push(request);
+    }
+    (
+        [("content-type", "application/json")],
+        json!({ "ProcessedFindings": processed, "UnprocessedFindings": [] }).to_string(),
+    )
+        .into_response()
+}
+
 impl FakeSecurityHub {
     /// Starts a fake serving `findings` (ASFF for `GetFindings`, OCSF for `GetFindingsV2`).
     pub fn start(findings: Vec<Value>) -> FakeSecurityHub {
@@ -118,6 +145,7 @@ impl FakeSecurityHub {
                 "/findingsv2",
                 post(|s, h, b| page(s, h, "GetFindingsV2", b)),
             )
+            .route("/findings/batchupdate", axum::routing::patch(batch_update))
             .with_state(state.clone());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -151,6 +179,11 @@ impl FakeSecurityHub {
     /// Drops faults not yet used (the service recovered).
     pub fn recover(&self) {
         self.state.lock().expect("lock").faults.clear();
+    }
+
+    /// Bodies of the `BatchUpdateFindings` requests received so far.
+    pub fn updates(&self) -> Vec<Value> {
+        self.state.lock().expect("lock").updates.clone()
     }
 
     /// Operations received so far.

@@ -185,35 +185,41 @@ pub struct SdkFindingsApi {
     limiter: RateLimiter,
 }
 
+/// The SDK client of `scope` (a role ARN to assume, or `default`), with the configured
+/// endpoint, retries and timeouts.
+pub async fn sdk_client(config: &SecurityHubConfig, scope: &str) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(config.region.clone()))
+        .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10).min(config.timeout))
+                .operation_attempt_timeout(config.timeout)
+                .build(),
+        );
+    if let Some(url) = &config.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let base = loader.load().await;
+    let mut builder = aws_sdk_securityhub::config::Builder::from(&base);
+    if scope != DEFAULT_SCOPE {
+        let mut role = aws_config::sts::AssumeRoleProvider::builder(scope)
+            .session_name("cairn-securityhub")
+            .region(Region::new(config.region.clone()))
+            .configure(&base);
+        if let Some(id) = &config.external_id {
+            role = role.external_id(id);
+        }
+        builder = builder.credentials_provider(role.build().await);
+    }
+    Client::from_conf(builder.build())
+}
+
 impl SdkFindingsApi {
     /// Builds the client of `scope` (a role ARN to assume, or `default`).
     pub async fn connect(config: &SecurityHubConfig, scope: &str) -> SdkFindingsApi {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()))
-            .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(10).min(config.timeout))
-                    .operation_attempt_timeout(config.timeout)
-                    .build(),
-            );
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let base = loader.load().await;
-        let mut builder = aws_sdk_securityhub::config::Builder::from(&base);
-        if scope != DEFAULT_SCOPE {
-            let mut role = aws_config::sts::AssumeRoleProvider::builder(scope)
-                .session_name("cairn-securityhub")
-                .region(Region::new(config.region.clone()))
-                .configure(&base);
-            if let Some(id) = &config.external_id {
-                role = role.external_id(id);
-            }
-            builder = builder.credentials_provider(role.build().await);
-        }
         SdkFindingsApi {
-            client: Client::from_conf(builder.build()),
+            client: sdk_client(config, scope).await,
             api: config.api,
             limiter: RateLimiter::new(config.requests_per_second),
         }

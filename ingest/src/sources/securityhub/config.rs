@@ -60,6 +60,11 @@ pub struct SecurityHubConfig {
     /// `UpdatedAt` (analysts' `BatchUpdateFindings`).
     #[serde(default = "default_reconcile", with = "serde_duration")]
     pub reconcile_interval: Duration,
+    /// When a finding joins an incident, set its workflow status to NOTIFIED and add a note
+    /// naming the incident (`BatchUpdateFindings`; needs `securityhub:BatchUpdateFindings`).
+    /// ASFF findings (`get_findings`) only.
+    #[serde(default)]
+    pub write_back: bool,
 }
 
 fn default_lookback() -> Duration {
@@ -100,6 +105,7 @@ impl SecurityHubConfig {
             timeout: default_timeout(),
             max_attempts: default_attempts(),
             reconcile_interval: default_reconcile(),
+            write_back: false,
         }
     }
 

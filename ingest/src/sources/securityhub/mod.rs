@@ -18,6 +18,7 @@ mod config;
 mod cursor;
 #[cfg(test)]
 mod tests;
+mod writeback;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use chrono::Utc;
 pub use client::{ApiError, ApiPage, FindingsApi, RateLimiter, SdkFindingsApi};
 pub use config::{DEFAULT_SCOPE, SecurityHubApi, SecurityHubConfig};
 pub use cursor::{Cursor, QueryCursor, QueryKind, ScopeCursor, dedupe_key};
+pub use writeback::{MAX_PER_CALL, SecurityHubWriteBack, WriteBack, WriteBackReport};
 
 use crate::dead_letter::DeadLetter;
 use crate::error::{IngestError, Result};
