@@ -128,6 +128,41 @@ fn moto_every_finding_once_nothing_new_twice_and_updates_replace() {
 }
 
 #[test]
+fn moto_with_an_assumed_role_per_account() {
+    let moto = Moto::start();
+    let findings: Vec<Value> = samples().into_iter().take(10).collect();
+    moto.import(&findings);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // moto's STS answers AssumeRole with temporary credentials of the role's account.
+    let cfg = config(
+        dir.path(),
+        &moto.url(),
+        "role_arns = [\"arn:aws:iam::123456789012:role/CairnSecurityHubReader\"]\nexternal_id = \"cairn-test\"",
+    );
+    let out = ingest(dir.path(), &cfg);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = distinct(&findings);
+    assert!(
+        text.contains(&format!("Ingested {expected} records")),
+        "{text}"
+    );
+    let cursor: Value = with_store(dir.path(), async |s| {
+        serde_json::from_str(&s.cursor("sechub").await.expect("cursor").expect("cursor"))
+            .expect("JSON")
+    });
+    assert!(
+        cursor["scopes"]["arn:aws:iam::123456789012:role/CairnSecurityHubReader"]["high_water"]
+            .is_string(),
+        "{cursor}"
+    );
+}
+
+#[test]
 fn get_findings_v2_reads_ocsf_findings_from_a_fake() {
     let text =
         std::fs::read_to_string(repo_root().join("tests/fixtures/securityhub/ocsf-finding.json"))
