@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use cairn_correlate::store::IncidentFilter;
+use cairn_correlate::store::{Incident, IncidentFilter, StoreCounts};
 use cairn_correlate::{SqliteStore, Store};
 
 use crate::{repo_root, run, stdout};
@@ -59,8 +59,8 @@ fn a_malformed_record_is_dead_lettered_and_the_rest_ingested() {
     });
 }
 
-/// What an analyst would compare: every incident's identity and contents, and the row counts.
-fn snapshot(db: &std::path::Path) -> (Vec<String>, cairn_correlate::store::StoreCounts) {
+/// Every incident of the store at `db`, newest first, and the row counts.
+fn incidents(db: &std::path::Path) -> (Vec<Incident>, StoreCounts) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let store = SqliteStore::open(db).await.expect("store");
@@ -71,25 +71,30 @@ fn snapshot(db: &std::path::Path) -> (Vec<String>, cairn_correlate::store::Store
             })
             .await
             .expect("list");
-        let incidents = page
-            .items
-            .iter()
-            .map(|i| {
-                format!(
-                    "#{} {} {} {} {}d {}f {:?} {:?}",
-                    i.number,
-                    i.id,
-                    i.severity,
-                    i.title,
-                    i.detection_count,
-                    i.finding_count,
-                    i.sources,
-                    i.entities
-                )
-            })
-            .collect();
-        (incidents, store.counts().await.expect("counts"))
+        (page.items, store.counts().await.expect("counts"))
     })
+}
+
+/// What an analyst would compare: every incident's identity and contents, and the row counts.
+fn snapshot(db: &std::path::Path) -> (Vec<String>, StoreCounts) {
+    let (items, counts) = incidents(db);
+    let described = items
+        .iter()
+        .map(|i| {
+            format!(
+                "#{} {} {} {} {}d {}f {:?} {:?}",
+                i.number,
+                i.id,
+                i.severity,
+                i.title,
+                i.detection_count,
+                i.finding_count,
+                i.sources,
+                i.entities
+            )
+        })
+        .collect();
+    (described, counts)
 }
 
 #[test]
@@ -128,29 +133,18 @@ fn ingesting_the_same_input_twice_creates_nothing_new() {
 
 /// The shape of the incident queue, independent of how identities happen to be named.
 fn structure(db: &std::path::Path) -> Vec<String> {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let store = SqliteStore::open(db).await.expect("store");
-        let page = store
-            .incidents(&IncidentFilter {
-                limit: 100,
-                ..IncidentFilter::default()
-            })
-            .await
-            .expect("list");
-        let mut shapes: Vec<String> = page
-            .items
-            .iter()
-            .map(|i| {
-                format!(
-                    "{} {}d {}f {:?}",
-                    i.severity, i.detection_count, i.finding_count, i.sources
-                )
-            })
-            .collect();
-        shapes.sort();
-        shapes
-    })
+    let mut shapes: Vec<String> = incidents(db)
+        .0
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}d {}f {:?}",
+                i.severity, i.detection_count, i.finding_count, i.sources
+            )
+        })
+        .collect();
+    shapes.sort();
+    shapes
 }
 
 #[test]
