@@ -12,6 +12,8 @@
 pub mod dead_letter;
 pub mod duration;
 pub mod error;
+pub mod incremental;
+pub mod microsoft;
 pub mod normalize;
 pub mod reader;
 pub mod schema;

@@ -14,6 +14,8 @@ use std::time::Duration;
 #[cfg(test)]
 mod api;
 #[cfg(test)]
+mod defender;
+#[cfg(test)]
 mod demo;
 pub mod fakes;
 #[cfg(test)]
@@ -97,7 +99,9 @@ pub fn cairn(dir: &Path, args: &[&str]) -> Command {
         .env_remove("AWS_PROFILE")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        // The client secret of the fake Microsoft tenant.
+        .env("CAIRN_TEST_GRAPH_SECRET", "fake-secret");
     c
 }
 

@@ -8,6 +8,7 @@
 mod asff;
 mod attack;
 mod graph_alert;
+mod graph_incident;
 pub mod identity;
 mod json;
 mod ocsf;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 pub use asff::AsffNormalizer;
 pub use graph_alert::GraphAlertNormalizer;
+pub use graph_incident::{CLASS_INCIDENT_FINDING, GraphIncidentNormalizer};
 pub use ocsf::OcsfNormalizer;
 pub use windows::WindowsEventNormalizer;
 
@@ -69,6 +71,8 @@ pub enum Format {
     Asff,
     /// Microsoft Graph security `alert` (alerts_v2).
     GraphAlert,
+    /// Microsoft Graph security `incident`.
+    GraphIncident,
     /// A Windows event log record as JSON (evtx JSON, Winlogbeat, NXLog/OTRF flat).
     WindowsEvent,
     /// An OCSF event or finding (Security Hub `GetFindingsV2`, Security Lake).
@@ -95,6 +99,7 @@ pub fn normalizers() -> &'static [&'static dyn Normalizer] {
     &[
         &AsffNormalizer,
         &GraphAlertNormalizer,
+        &GraphIncidentNormalizer,
         &WindowsEventNormalizer,
         &OcsfNormalizer,
     ]

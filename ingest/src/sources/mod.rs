@@ -1,5 +1,6 @@
 //! Source implementations, one folder each, and the one place they are registered.
 
+pub mod defender;
 pub mod file;
 pub mod securityhub;
 
@@ -16,6 +17,8 @@ pub enum SourceConfig {
     File(file::FileSourceConfig),
     /// `type = "aws_security_hub"`: Security Hub `GetFindings` or `GetFindingsV2`.
     AwsSecurityHub(securityhub::SecurityHubConfig),
+    /// `type = "microsoft_defender"`: Defender XDR alerts and incidents through Graph.
+    MicrosoftDefender(defender::DefenderConfig),
 }
 
 impl SourceConfig {
@@ -26,6 +29,9 @@ impl SourceConfig {
             SourceConfig::AwsSecurityHub(c) => Ok(Box::new(
                 securityhub::SecurityHubSource::connect(id, c).await?,
             )),
+            SourceConfig::MicrosoftDefender(c) => {
+                Ok(Box::new(defender::DefenderSource::connect(id, c)?))
+            }
         }
     }
 
@@ -37,6 +43,7 @@ impl SourceConfig {
             }
             SourceConfig::File(_) => Ok(()),
             SourceConfig::AwsSecurityHub(c) => c.validate(),
+            SourceConfig::MicrosoftDefender(c) => c.validate(),
         }
     }
 }

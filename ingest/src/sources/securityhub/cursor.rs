@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::incremental::Overlap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -46,37 +48,13 @@ pub struct QueryCursor {
 /// The state of one account scope.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScopeCursor {
-    /// Highest `UpdatedAt` delivered.
-    pub high_water: Option<DateTime<Utc>>,
-    /// Dedupe keys of findings delivered with `UpdatedAt` inside the look-back overlap →
-    /// their `UpdatedAt` (epoch ms), pruned as the high-water mark moves.
-    #[serde(default)]
-    pub seen: BTreeMap<String, i64>,
+    /// High-water `UpdatedAt` and the versions delivered inside the overlap.
+    #[serde(flatten)]
+    pub overlap: Overlap,
     /// The query in progress, if any.
     pub query: Option<QueryCursor>,
     /// When open findings were last re-read.
     pub last_reconcile: Option<DateTime<Utc>>,
-}
-
-impl ScopeCursor {
-    /// Records a delivered finding; false if it was delivered before (same key).
-    pub fn remember(&mut self, key: String, updated: DateTime<Utc>) -> bool {
-        if self.seen.contains_key(&key) {
-            return false;
-        }
-        self.seen.insert(key, updated.timestamp_millis());
-        self.high_water = Some(self.high_water.map_or(updated, |h| h.max(updated)));
-        true
-    }
-
-    /// Forgets keys of versions older than `floor`: no query the source will run returns
-    /// them (it asks for newer ones and drops older ones a service returns anyway).
-    pub fn prune_before(&mut self, floor: Option<DateTime<Utc>>) {
-        if let Some(f) = floor {
-            let floor = f.timestamp_millis();
-            self.seen.retain(|_, t| *t >= floor);
-        }
-    }
 }
 
 impl Cursor {
@@ -96,13 +74,7 @@ impl Cursor {
 
 /// A short, stable key of one version of a finding: `(product, id, updated)`.
 pub fn dedupe_key(product: &str, id: &str, updated: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for part in [product, id, updated] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    hex::encode(&h.finalize()[..12])
+    crate::incremental::version_key(&[product, id, updated])
 }
 
 #[cfg(test)]
@@ -111,17 +83,6 @@ mod tests {
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_763_280_000 + s, 0).expect("time")
-    }
-
-    #[test]
-    fn seen_keys_dedupe_and_are_pruned_below_the_overlap() {
-        let mut c = ScopeCursor::default();
-        assert!(c.remember("a".into(), t(0)));
-        assert!(!c.remember("a".into(), t(0)));
-        assert!(c.remember("b".into(), t(3600)));
-        assert_eq!(c.high_water, Some(t(3600)));
-        c.prune_before(c.high_water.map(|h| h - chrono::Duration::minutes(15)));
-        assert_eq!(c.seen.keys().collect::<Vec<_>>(), ["b"]);
     }
 
     #[test]

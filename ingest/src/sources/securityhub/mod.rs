@@ -157,12 +157,12 @@ impl Source for SecurityHubSource {
                         sc.last_reconcile = Some(now);
                     }
                     let due = sc.last_reconcile.is_some_and(|t| now - t >= reconcile)
-                        && sc.high_water.is_some();
+                        && sc.overlap.high_water.is_some();
                     let kind = if due {
                         QueryKind::Open { started: now }
                     } else {
                         QueryKind::Updated {
-                            since: sc.high_water.map_or(now - initial, |h| h - lookback),
+                            since: sc.overlap.next_since(now, lookback, initial),
                         }
                     };
                     QueryCursor {
@@ -212,7 +212,7 @@ impl Source for SecurityHubSource {
                                 continue;
                             }
                             // Inside the overlap, skip versions already delivered.
-                            if !sc.remember(key, updated) {
+                            if !sc.overlap.remember(key, updated) {
                                 continue;
                             }
                         }
@@ -264,9 +264,9 @@ impl Source for SecurityHubSource {
                     QueryKind::Open { .. } => None,
                 })
                 .into_iter()
-                .chain(sc.high_water.map(|h| h - lookback))
+                .chain(sc.overlap.high_water.map(|h| h - lookback))
                 .min();
-            sc.prune_before(keep_from);
+            sc.overlap.prune_before(keep_from);
             page.cursor = Some(state.to_json());
             return Ok(Some(page));
         }

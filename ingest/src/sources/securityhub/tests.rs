@@ -134,6 +134,7 @@ async fn every_finding_once_and_a_second_run_brings_nothing_new() {
 
     // A re-import with a later UpdatedAt is a new version and is delivered once.
     let high_water = Cursor::parse(cursor.as_deref()).expect("cursor").scopes["default"]
+        .overlap
         .high_water
         .expect("high water");
     api.findings.lock().expect("lock")[2] = asff(2, &recent(1));
@@ -259,7 +260,12 @@ async fn scopes_are_read_in_turn_with_their_own_cursor() {
     );
     let state = Cursor::parse(cursor.as_deref()).expect("cursor");
     assert_eq!(state.scopes.len(), 2);
-    assert!(state.scopes.values().all(|s| s.high_water.is_some()));
+    assert!(
+        state
+            .scopes
+            .values()
+            .all(|s| s.overlap.high_water.is_some())
+    );
 }
 
 #[test]

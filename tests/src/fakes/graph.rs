@@ -1,0 +1,294 @@
+//! A fake Microsoft identity platform and Graph security API: the token endpoint, alerts_v2
+//! and incidents with OData `$filter` on `lastUpdateDateTime`, `$top`, `@odata.nextLink`
+//! paging, single-incident reads, and scripted faults (429 with `Retry-After`, 503, a slow
+//! answer, a truncated body, an expired token answered with 401 and a challenge).
+//!
+//! Requests arrive for `https://login.microsoftonline.com/…` and
+//! `https://graph.microsoft.com/…` rewritten by the client's `endpoint_override`.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+/// What the fake does with one API request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// 429 with `Retry-After: <seconds>`.
+    TooManyRequests(u64),
+    /// 503.
+    Unavailable,
+    /// Answers correctly after this long.
+    Delay(Duration),
+    /// 200 with the body cut in half.
+    Truncate,
+    /// Every token issued so far stops working: 401 with a `WWW-Authenticate` challenge.
+    ExpireTokens,
+    /// Answers normally (to let earlier pages through).
+    Pass,
+}
+
+#[derive(Default)]
+struct Inner {
+    alerts: Vec<Value>,
+    incidents: Vec<Value>,
+    faults: VecDeque<Fault>,
+    valid_tokens: BTreeSet<String>,
+    tokens_issued: usize,
+    requests: Vec<(Instant, String)>,
+}
+
+/// A running fake.
+pub struct FakeGraph {
+    state: Arc<Mutex<Inner>>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+type Shared = State<Arc<Mutex<Inner>>>;
+
+async fn token(State(state): Shared) -> Response {
+    let mut s = state.lock().expect("lock");
+    s.tokens_issued += 1;
+    let t = format!("tok-{}", s.tokens_issued);
+    s.valid_tokens.insert(t.clone());
+    (
+        [("content-type", "application/json")],
+        json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": t}).to_string(),
+    )
+        .into_response()
+}
+
+fn param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        let k = k.replace("%24", "$");
+        (k == name).then(|| v.replace("%20", " ").replace("%3A", ":").replace('+', " "))
+    })
+}
+
+fn authorized(s: &Inner, headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| s.valid_tokens.contains(t))
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [("www-authenticate", "Bearer error=\"invalid_token\", error_description=\"The token is expired\"")],
+        json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}}).to_string(),
+    )
+        .into_response()
+}
+
+/// Applies the next fault, if any; `Some` is the answer to send instead of the real one.
+async fn fault(state: &Arc<Mutex<Inner>>) -> Option<Response> {
+    let next = state.lock().expect("lock").faults.pop_front();
+    match next {
+        None | Some(Fault::Pass) => None,
+        Some(Fault::TooManyRequests(secs)) => Some(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", secs.to_string())],
+                json!({"error": {"code": "TooManyRequests", "message": "Throttled"}}).to_string(),
+            )
+                .into_response(),
+        ),
+        Some(Fault::Unavailable) => {
+            Some((StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response())
+        }
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        Some(Fault::Truncate) => Some((StatusCode::OK, "TRUNCATE").into_response()),
+        Some(Fault::ExpireTokens) => {
+            state.lock().expect("lock").valid_tokens.clear();
+            Some(unauthorized())
+        }
+    }
+}
+
+async fn list(
+    state: Arc<Mutex<Inner>>,
+    headers: HeaderMap,
+    kind: &'static str,
+    query: Option<String>,
+) -> Response {
+    let query = query.unwrap_or_default();
+    state
+        .lock()
+        .expect("lock")
+        .requests
+        .push((Instant::now(), format!("{kind}?{query}")));
+    let injected = fault(&state).await;
+    let truncate = matches!(&injected, Some(r) if r.status() == StatusCode::OK);
+    if let Some(r) = injected.filter(|_| !truncate) {
+        return r;
+    }
+    let s = state.lock().expect("lock");
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let since = param(&query, "$filter")
+        .and_then(|f| f.strip_prefix("lastUpdateDateTime ge ").map(str::to_string));
+    let since = since.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+    let top: usize = param(&query, "$top")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(50);
+    let skip: usize = param(&query, "$skiptoken")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let all = if kind == "alerts_v2" {
+        &s.alerts
+    } else {
+        &s.incidents
+    };
+    let mut matching: Vec<&Value> = all
+        .iter()
+        .filter(|r| {
+            let t = r["lastUpdateDateTime"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            match (since, t) {
+                (Some(s), Some(t)) => t >= s,
+                _ => true,
+            }
+        })
+        .collect();
+    matching.sort_by_key(|r| {
+        r["lastUpdateDateTime"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    });
+    let end = (skip + top).min(matching.len());
+    let mut body = json!({
+        "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#security/{kind}"),
+        "value": matching[skip.min(end)..end],
+    });
+    if end < matching.len() {
+        let rest: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !kv.starts_with("%24skiptoken") && !kv.starts_with("$skiptoken"))
+            .collect();
+        body["@odata.nextLink"] = json!(format!(
+            "https://graph.microsoft.com/v1.0/security/{kind}?{}&$skiptoken={end}",
+            rest.join("&")
+        ));
+    }
+    let text = body.to_string();
+    let text = if truncate {
+        text[..text.len() / 2].to_string()
+    } else {
+        text
+    };
+    ([("content-type", "application/json")], text).into_response()
+}
+
+async fn one_incident(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let s = state.lock().expect("lock");
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    match s
+        .incidents
+        .iter()
+        .find(|i| i["id"].as_str() == Some(id.as_str()))
+    {
+        Some(i) => ([("content-type", "application/json")], i.to_string()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            json!({"error": {"code": "NotFound"}}).to_string(),
+        )
+            .into_response(),
+    }
+}
+
+impl FakeGraph {
+    /// Starts a fake serving `alerts` and `incidents`.
+    pub fn start(alerts: Vec<Value>, incidents: Vec<Value>) -> FakeGraph {
+        let state = Arc::new(Mutex::new(Inner {
+            alerts,
+            incidents,
+            ..Inner::default()
+        }));
+        let app = Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route(
+                "/v1.0/security/alerts_v2",
+                get(|State(s): Shared, h: HeaderMap, RawQuery(q): RawQuery| {
+                    list(s, h, "alerts_v2", q)
+                }),
+            )
+            .route(
+                "/v1.0/security/incidents",
+                get(|State(s): Shared, h: HeaderMap, RawQuery(q): RawQuery| {
+                    list(s, h, "incidents", q)
+                }),
+            )
+            .route("/v1.0/security/incidents/{id}", get(one_incident))
+            .with_state(state.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                tx.send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
+                axum::serve(listener, app).await.expect("serve");
+            });
+        });
+        let addr = rx.recv().expect("fake started");
+        FakeGraph { state, addr }
+    }
+
+    /// The `endpoint_override` for Cairn.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queues faults for the next list requests.
+    pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state.lock().expect("lock").faults.extend(faults);
+    }
+
+    /// Drops unused faults.
+    pub fn recover(&self) {
+        self.state.lock().expect("lock").faults.clear();
+    }
+
+    /// Adds an alert (a late or updated one).
+    pub fn add_alert(&self, alert: Value) {
+        self.state.lock().expect("lock").alerts.push(alert);
+    }
+
+    /// Tokens issued so far.
+    pub fn tokens_issued(&self) -> usize {
+        self.state.lock().expect("lock").tokens_issued
+    }
+
+    /// List requests received, with when.
+    pub fn requests(&self) -> Vec<(Instant, String)> {
+        self.state.lock().expect("lock").requests.clone()
+    }
+}
