@@ -206,3 +206,54 @@ fn faults_lose_nothing_tokens_refresh_and_retry_after_is_honoured() {
     );
     assert_eq!(count(dir.path()), 7);
 }
+
+#[test]
+fn entra_sign_ins_arrive_as_authentication_records() {
+    let text =
+        std::fs::read_to_string(repo_root().join("ingest/testdata/normalize/entra_signins.json"))
+            .expect("fixture");
+    let mut signins = serde_json::from_str::<Value>(&text).expect("JSON")["value"]
+        .as_array()
+        .expect("value")
+        .clone();
+    for (i, s) in signins.iter_mut().enumerate() {
+        s["createdDateTime"] = json!(ago(30 - i as i64));
+    }
+    let fake = FakeGraph::start(vec![], vec![]);
+    fake.set_signins(signins);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), &fake.url(), "feeds = [\"signins\"]");
+    let out = ingest(dir.path(), &cfg);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Ingested 2 records: 2 findings (2 new or updated"),
+        "{text}"
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let found = rt.block_on(async {
+        let store = SqliteStore::open(&dir.path().join("cairn.db"))
+            .await
+            .expect("store");
+        store
+            .findings_since(chrono::DateTime::UNIX_EPOCH)
+            .await
+            .expect("read")
+    });
+    assert!(
+        found
+            .iter()
+            .all(|f| f.source == "azure.entra" && f.class_uid == 3002)
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.severity == "High" && f.src_ip.as_deref() == Some("203.0.113.45"))
+    );
+    let again = stdout(&ingest(dir.path(), &cfg));
+    assert!(again.contains("Ingested 0 records"), "{again}");
+}

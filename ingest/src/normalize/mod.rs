@@ -7,6 +7,7 @@
 
 mod asff;
 mod attack;
+mod entra_signin;
 mod graph_alert;
 mod graph_incident;
 pub mod identity;
@@ -20,6 +21,7 @@ mod tests;
 use serde_json::Value;
 
 pub use asff::AsffNormalizer;
+pub use entra_signin::EntraSignInNormalizer;
 pub use graph_alert::GraphAlertNormalizer;
 pub use graph_incident::{CLASS_INCIDENT_FINDING, GraphIncidentNormalizer};
 pub use ocsf::OcsfNormalizer;
@@ -73,6 +75,8 @@ pub enum Format {
     GraphAlert,
     /// Microsoft Graph security `incident`.
     GraphIncident,
+    /// Microsoft Entra ID `signIn`.
+    EntraSignIn,
     /// A Windows event log record as JSON (evtx JSON, Winlogbeat, NXLog/OTRF flat).
     WindowsEvent,
     /// An OCSF event or finding (Security Hub `GetFindingsV2`, Security Lake).
@@ -100,6 +104,7 @@ pub fn normalizers() -> &'static [&'static dyn Normalizer] {
         &AsffNormalizer,
         &GraphAlertNormalizer,
         &GraphIncidentNormalizer,
+        &EntraSignInNormalizer,
         &WindowsEventNormalizer,
         &OcsfNormalizer,
     ]

@@ -39,6 +39,7 @@ pub enum Fault {
 struct Inner {
     alerts: Vec<Value>,
     incidents: Vec<Value>,
+    signins: Vec<Value>,
     faults: VecDeque<Fault>,
     valid_tokens: BTreeSet<String>,
     tokens_issued: usize,
@@ -140,8 +141,15 @@ async fn list(
     if !authorized(&s, &headers) {
         return unauthorized();
     }
-    let since = param(&query, "$filter")
-        .and_then(|f| f.strip_prefix("lastUpdateDateTime ge ").map(str::to_string));
+    let time_field = if kind == "signIns" {
+        "createdDateTime"
+    } else {
+        "lastUpdateDateTime"
+    };
+    let since = param(&query, "$filter").and_then(|f| {
+        f.strip_prefix(&format!("{time_field} ge "))
+            .map(str::to_string)
+    });
     let since = since.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
     let top: usize = param(&query, "$top")
         .and_then(|t| t.parse().ok())
@@ -149,15 +157,15 @@ async fn list(
     let skip: usize = param(&query, "$skiptoken")
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
-    let all = if kind == "alerts_v2" {
-        &s.alerts
-    } else {
-        &s.incidents
+    let all = match kind {
+        "alerts_v2" => &s.alerts,
+        "signIns" => &s.signins,
+        _ => &s.incidents,
     };
     let mut matching: Vec<&Value> = all
         .iter()
         .filter(|r| {
-            let t = r["lastUpdateDateTime"]
+            let t = r[time_field]
                 .as_str()
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
             match (since, t) {
@@ -166,12 +174,7 @@ async fn list(
             }
         })
         .collect();
-    matching.sort_by_key(|r| {
-        r["lastUpdateDateTime"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    });
+    matching.sort_by_key(|r| r[time_field].as_str().unwrap_or_default().to_string());
     let end = (skip + top).min(matching.len());
     let mut body = json!({
         "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#security/{kind}"),
@@ -242,6 +245,12 @@ impl FakeGraph {
                 }),
             )
             .route("/v1.0/security/incidents/{id}", get(one_incident))
+            .route(
+                "/v1.0/auditLogs/signIns",
+                get(|State(s): Shared, h: HeaderMap, RawQuery(q): RawQuery| {
+                    list(s, h, "signIns", q)
+                }),
+            )
             .with_state(state.clone());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -275,6 +284,11 @@ impl FakeGraph {
     /// Drops unused faults.
     pub fn recover(&self) {
         self.state.lock().expect("lock").faults.clear();
+    }
+
+    /// Sets the sign-ins served.
+    pub fn set_signins(&self, signins: Vec<Value>) {
+        self.state.lock().expect("lock").signins = signins;
     }
 
     /// Adds an alert (a late or updated one).

@@ -15,6 +15,8 @@ pub enum DefenderFeed {
     Alerts,
     /// `/security/incidents?$expand=alerts`.
     Incidents,
+    /// `/auditLogs/signIns`: Entra ID sign-ins, as Authentication records.
+    Signins,
 }
 
 impl DefenderFeed {
@@ -23,6 +25,7 @@ impl DefenderFeed {
         match self {
             DefenderFeed::Alerts => "alerts_v2",
             DefenderFeed::Incidents => "incidents",
+            DefenderFeed::Signins => "signins",
         }
     }
 }
@@ -73,7 +76,7 @@ impl DefenderConfig {
             return Err(format!("page_size must be 1–2000, not {}", self.page_size));
         }
         if self.feeds.is_empty() {
-            return Err("feeds must name alerts, incidents or both".into());
+            return Err("feeds must name at least one of alerts, incidents, signins".into());
         }
         if !self.graph_url.starts_with("https://") {
             return Err(format!(

@@ -56,18 +56,20 @@ impl DefenderSource {
     fn feed(&self, which: DefenderFeed) -> Feed {
         let base = self.config.graph_url.trim_end_matches('/');
         let mut query = vec![("$top".to_string(), self.config.page_size.to_string())];
-        let path = match which {
-            DefenderFeed::Alerts => "/v1.0/security/alerts_v2",
+        let (path, time_field) = match which {
+            DefenderFeed::Alerts => ("/v1.0/security/alerts_v2", "lastUpdateDateTime"),
             DefenderFeed::Incidents => {
                 query.push(("$expand".into(), "alerts".into()));
-                "/v1.0/security/incidents"
+                ("/v1.0/security/incidents", "lastUpdateDateTime")
             }
+            // Sign-ins do not change once written.
+            DefenderFeed::Signins => ("/v1.0/auditLogs/signIns", "createdDateTime"),
         };
         Feed {
             name: which.name().into(),
             url: format!("{base}{path}"),
-            filter_field: "lastUpdateDateTime".into(),
-            version_pointer: "/lastUpdateDateTime".into(),
+            filter_field: time_field.into(),
+            version_pointer: format!("/{time_field}"),
             id_pointer: "/id".into(),
             query,
             next_link_field: "@odata.nextLink".into(),
