@@ -23,6 +23,8 @@ mod ingest;
 pub mod moto;
 #[cfg(test)]
 mod securityhub;
+#[cfg(test)]
+mod sentinel;
 
 /// Newest modification time of the files the binary is built from (sources, rule pack,
 /// migrations, demo data, manifests).

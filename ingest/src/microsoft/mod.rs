@@ -257,12 +257,30 @@ impl MicrosoftClient {
 
     /// `GET url`; the body of a 2xx answer, else the error after retries.
     pub async fn get(&self, url: &str) -> Result<Vec<u8>, RequestError> {
+        self.send(url, Method::Get, None).await
+    }
+
+    /// `POST url` with a JSON body (ARM list actions such as a Sentinel incident's alerts).
+    pub async fn post(&self, url: &str, body: &str) -> Result<Vec<u8>, RequestError> {
+        self.send(url, Method::Post, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        method: Method,
+        body: Option<&str>,
+    ) -> Result<Vec<u8>, RequestError> {
         let url = Url::parse(url).map_err(|e| RequestError {
             status: None,
             message: format!("bad URL `{url}`: {e}"),
         })?;
-        let mut request = Request::new(url, Method::Get);
+        let mut request = Request::new(url, method);
         request.insert_header("accept", "application/json");
+        if let Some(b) = body {
+            request.insert_header("content-type", "application/json");
+            request.set_body(b.to_string());
+        }
         let ctx = Context::new();
         let response = self
             .pipeline
@@ -276,5 +294,48 @@ impl MicrosoftClient {
                 message: e.to_string(),
             })?;
         Ok(response.into_body().as_ref().to_vec())
+    }
+}
+
+/// Normalizes one record into `page` (a finding, or a dead letter with its reason);
+/// `source` overrides the finding's `source` column when given.
+pub(crate) fn push_record(
+    source_id: &str,
+    page: &mut crate::source::Page,
+    record: &crate::reader::Record,
+    location: String,
+    source: Option<&str>,
+) {
+    match crate::normalize::normalize(&record.value, &record.raw) {
+        Ok(mut f) => {
+            if let Some(s) = source {
+                f.source = s.to_string();
+            }
+            f.ingested_at = chrono::Utc::now();
+            page.findings.push(f);
+        }
+        Err(e) => page.dead_letters.push(crate::DeadLetter::new(
+            source_id,
+            location,
+            e.to_string(),
+            record.raw.as_bytes(),
+        )),
+    }
+}
+
+/// Records without an id or update time cannot be deduplicated: they become dead letters.
+pub(crate) fn unkeyed_to_dead_letters(
+    source_id: &str,
+    page: &mut crate::source::Page,
+    unkeyed: Vec<crate::reader::Record>,
+    location: &str,
+) {
+    for (i, record) in unkeyed.into_iter().enumerate() {
+        page.dead_letters.push(crate::DeadLetter::new(
+            source_id,
+            format!("{location}[unkeyed {i}]"),
+            "record has no id or update time to deduplicate on".into(),
+            record.raw.as_bytes(),
+        ));
     }
 }

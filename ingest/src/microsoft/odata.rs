@@ -23,10 +23,14 @@ pub struct Feed {
     pub name: String,
     /// Collection URL without query (`https://graph.microsoft.com/v1.0/security/alerts_v2`).
     pub url: String,
-    /// Field compared in `$filter` (`lastUpdateDateTime`, `properties/lastModifiedTimeUtc`).
-    pub filter_field: String,
-    /// JSON pointer of the same time in a record (`/lastUpdateDateTime`).
+    /// Field compared in `$filter` (`lastUpdateDateTime`, `properties/lastModifiedTimeUtc`);
+    /// `None` for collections that cannot be filtered on time (every run reads them whole
+    /// and skips the versions already delivered).
+    pub filter_field: Option<String>,
+    /// JSON pointer of the record's update time (`/lastUpdateDateTime`).
     pub version_pointer: String,
+    /// Further fields that make a new version when they change (`/properties/status`).
+    pub version_extra: Vec<String>,
     /// JSON pointer of the record's id.
     pub id_pointer: String,
     /// Other query parameters (`$top`, `$expand`, `api-version`).
@@ -114,12 +118,15 @@ fn encode(s: &str) -> String {
 impl Feed {
     /// The first page's URL of a query starting at `since`.
     pub fn first_url(&self, since: DateTime<Utc>) -> String {
-        let filter = format!("{} ge {}", self.filter_field, odata_time(since));
+        let filter = self
+            .filter_field
+            .as_ref()
+            .map(|f| format!("{f} ge {}", odata_time(since)));
         let query: Vec<String> = self
             .query
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
-            .chain([("$filter", filter.as_str())])
+            .chain(filter.as_deref().map(|f| ("$filter", f)))
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
             .collect();
         format!("{}?{}", self.url, query.join("&"))
@@ -218,11 +225,20 @@ pub async fn next_page(
             page.unkeyed.push(record);
             continue;
         };
-        if updated < query.since
-            || !cursor
-                .overlap
-                .remember(version_key(&[&feed.name, &id, &version]), updated)
-        {
+        let extra: Vec<String> = feed
+            .version_extra
+            .iter()
+            .map(|p| {
+                record
+                    .value
+                    .pointer(p)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut parts: Vec<&str> = vec![&feed.name, &id, &version];
+        parts.extend(extra.iter().map(String::as_str));
+        if updated < query.since || !cursor.overlap.remember(version_key(&parts), updated) {
             page.skipped += 1;
             continue;
         }
@@ -250,6 +266,66 @@ pub async fn next_page(
     Ok(page)
 }
 
+/// The next page of the first feed of a source not finished in this run.
+pub struct Polled {
+    /// The feed it came from.
+    pub feed: Feed,
+    /// Its page number in the current query (from 1).
+    pub page_no: u64,
+    /// The page.
+    pub page: FeedPage,
+    /// The source's cursor after this page (to commit with it).
+    pub cursor: String,
+}
+
+/// Reads the next page of the first of `feeds` not in `done` (feeds that end are added).
+/// `api` names the service in errors (`Graph`, `ARM`). `None` when every feed is done.
+#[allow(clippy::too_many_arguments)]
+pub async fn poll(
+    source_id: &str,
+    api: &str,
+    tenant: &str,
+    client: &MicrosoftClient,
+    feeds: &[Feed],
+    done: &mut std::collections::BTreeSet<String>,
+    cursor: Option<&str>,
+    lookback: chrono::Duration,
+    initial: chrono::Duration,
+) -> crate::Result<Option<Polled>> {
+    let mut cursors = FeedCursors::parse(cursor).map_err(|message| crate::IngestError::Config {
+        source_id: source_id.to_string(),
+        message,
+    })?;
+    for feed in feeds {
+        if done.contains(&feed.name) {
+            continue;
+        }
+        let fc = cursors.feeds.entry(feed.name.clone()).or_default();
+        let page_no = fc.query.as_ref().map_or(1, |q| q.pages + 1);
+        let page = next_page(client, feed, fc, Utc::now(), lookback, initial)
+            .await
+            .map_err(|e| crate::IngestError::Upstream {
+                source_id: source_id.to_string(),
+                status: e.status,
+                retry_after: None,
+                message: format!(
+                    "{api} {} page {page_no} for tenant {tenant} failed: {}",
+                    feed.name, e.message
+                ),
+            })?;
+        if page.last {
+            done.insert(feed.name.clone());
+        }
+        return Ok(Some(Polled {
+            feed: feed.clone(),
+            page_no,
+            page,
+            cursor: cursors.to_json(),
+        }));
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,8 +335,9 @@ mod tests {
         let feed = Feed {
             name: "alerts_v2".into(),
             url: "https://graph.microsoft.com/v1.0/security/alerts_v2".into(),
-            filter_field: "lastUpdateDateTime".into(),
+            filter_field: Some("lastUpdateDateTime".into()),
             version_pointer: "/lastUpdateDateTime".into(),
+            version_extra: Vec::new(),
             id_pointer: "/id".into(),
             query: vec![("$top".into(), "100".into())],
             next_link_field: "@odata.nextLink".into(),

@@ -5,6 +5,7 @@
 //! [`NormalizeError`] that the caller turns into a dead letter. Normalizers never panic on
 //! input and never drop a record silently.
 
+mod arm_alert;
 mod asff;
 mod attack;
 mod entra_signin;
@@ -13,6 +14,7 @@ mod graph_incident;
 pub mod identity;
 mod json;
 mod ocsf;
+mod sentinel_incident;
 mod windows;
 
 #[cfg(test)]
@@ -20,11 +22,13 @@ mod tests;
 
 use serde_json::Value;
 
+pub use arm_alert::{ArmAlertNormalizer, DEFENDER_CLOUD_SOURCE, SENTINEL_SOURCE};
 pub use asff::AsffNormalizer;
 pub use entra_signin::EntraSignInNormalizer;
 pub use graph_alert::GraphAlertNormalizer;
 pub use graph_incident::{CLASS_INCIDENT_FINDING, GraphIncidentNormalizer};
 pub use ocsf::OcsfNormalizer;
+pub use sentinel_incident::SentinelIncidentNormalizer;
 pub use windows::WindowsEventNormalizer;
 
 use crate::schema::Finding;
@@ -77,6 +81,10 @@ pub enum Format {
     GraphIncident,
     /// Microsoft Entra ID `signIn`.
     EntraSignIn,
+    /// An ARM security alert (Defender for Cloud, Sentinel).
+    ArmAlert,
+    /// A Sentinel incident.
+    SentinelIncident,
     /// A Windows event log record as JSON (evtx JSON, Winlogbeat, NXLog/OTRF flat).
     WindowsEvent,
     /// An OCSF event or finding (Security Hub `GetFindingsV2`, Security Lake).
@@ -105,6 +113,8 @@ pub fn normalizers() -> &'static [&'static dyn Normalizer] {
         &GraphAlertNormalizer,
         &GraphIncidentNormalizer,
         &EntraSignInNormalizer,
+        &ArmAlertNormalizer,
+        &SentinelIncidentNormalizer,
         &WindowsEventNormalizer,
         &OcsfNormalizer,
     ]

@@ -1,8 +1,10 @@
 //! Source implementations, one folder each, and the one place they are registered.
 
 pub mod defender;
+pub mod defender_cloud;
 pub mod file;
 pub mod securityhub;
+pub mod sentinel;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,10 @@ pub enum SourceConfig {
     AwsSecurityHub(securityhub::SecurityHubConfig),
     /// `type = "microsoft_defender"`: Defender XDR alerts and incidents through Graph.
     MicrosoftDefender(defender::DefenderConfig),
+    /// `type = "microsoft_defender_for_cloud"`: Defender for Cloud alerts through ARM.
+    MicrosoftDefenderForCloud(defender_cloud::DefenderCloudConfig),
+    /// `type = "microsoft_sentinel"`: Sentinel incidents and their alerts through ARM.
+    MicrosoftSentinel(sentinel::SentinelConfig),
 }
 
 impl SourceConfig {
@@ -32,6 +38,12 @@ impl SourceConfig {
             SourceConfig::MicrosoftDefender(c) => {
                 Ok(Box::new(defender::DefenderSource::connect(id, c)?))
             }
+            SourceConfig::MicrosoftDefenderForCloud(c) => Ok(Box::new(
+                defender_cloud::DefenderCloudSource::connect(id, c)?,
+            )),
+            SourceConfig::MicrosoftSentinel(c) => {
+                Ok(Box::new(sentinel::SentinelSource::connect(id, c)?))
+            }
         }
     }
 
@@ -44,6 +56,8 @@ impl SourceConfig {
             SourceConfig::File(_) => Ok(()),
             SourceConfig::AwsSecurityHub(c) => c.validate(),
             SourceConfig::MicrosoftDefender(c) => c.validate(),
+            SourceConfig::MicrosoftDefenderForCloud(c) => c.validate(),
+            SourceConfig::MicrosoftSentinel(c) => c.validate(),
         }
     }
 }

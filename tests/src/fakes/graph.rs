@@ -40,6 +40,9 @@ struct Inner {
     alerts: Vec<Value>,
     incidents: Vec<Value>,
     signins: Vec<Value>,
+    arm_alerts: Vec<Value>,
+    sentinel_incidents: Vec<Value>,
+    sentinel_alerts: Vec<Value>,
     faults: VecDeque<Fault>,
     valid_tokens: BTreeSet<String>,
     tokens_issued: usize,
@@ -222,6 +225,69 @@ async fn one_incident(
     }
 }
 
+/// Azure Resource Manager: Defender for Cloud alerts (no time filter), Sentinel incidents
+/// (filtered on `properties/lastModifiedTimeUtc`) and their `alerts` list action.
+async fn arm(
+    State(state): Shared,
+    headers: HeaderMap,
+    method: axum::http::Method,
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let s = state.lock().expect("lock");
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    if method == axum::http::Method::POST && rest.ends_with("/alerts") {
+        return (
+            [("content-type", "application/json")],
+            json!({"value": s.sentinel_alerts}).to_string(),
+        )
+            .into_response();
+    }
+    let (records, field) = if rest.ends_with("providers/Microsoft.Security/alerts") {
+        (&s.arm_alerts, None)
+    } else if rest.ends_with("providers/Microsoft.SecurityInsights/incidents") {
+        (&s.sentinel_incidents, Some("lastModifiedTimeUtc"))
+    } else {
+        return (StatusCode::NOT_FOUND, "no such ARM resource").into_response();
+    };
+    let since = field
+        .and_then(|_| param(&query, "$filter"))
+        .and_then(|f| {
+            f.strip_prefix("properties/lastModifiedTimeUtc ge ")
+                .map(str::to_string)
+        })
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+    let matching: Vec<&Value> = records
+        .iter()
+        .filter(|r| match (since, field) {
+            (Some(since), Some(f)) => r["properties"][f]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_none_or(|t| t >= since),
+            _ => true,
+        })
+        .collect();
+    let skip: usize = param(&query, "$skiptoken")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let end = (skip + 2).min(matching.len());
+    let mut body = json!({ "value": matching[skip.min(end)..end] });
+    if end < matching.len() {
+        let rest_query: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !kv.contains("skiptoken"))
+            .collect();
+        body["nextLink"] = json!(format!(
+            "https://management.azure.com/subscriptions/{rest}?{}&$skiptoken={end}",
+            rest_query.join("&")
+        ));
+    }
+    ([("content-type", "application/json")], body.to_string()).into_response()
+}
+
 impl FakeGraph {
     /// Starts a fake serving `alerts` and `incidents`.
     pub fn start(alerts: Vec<Value>, incidents: Vec<Value>) -> FakeGraph {
@@ -245,6 +311,7 @@ impl FakeGraph {
                 }),
             )
             .route("/v1.0/security/incidents/{id}", get(one_incident))
+            .route("/subscriptions/{*rest}", get(arm).post(arm))
             .route(
                 "/v1.0/auditLogs/signIns",
                 get(|State(s): Shared, h: HeaderMap, RawQuery(q): RawQuery| {
@@ -284,6 +351,18 @@ impl FakeGraph {
     /// Drops unused faults.
     pub fn recover(&self) {
         self.state.lock().expect("lock").faults.clear();
+    }
+
+    /// Sets the Defender for Cloud alerts served (two per page).
+    pub fn set_arm_alerts(&self, alerts: Vec<Value>) {
+        self.state.lock().expect("lock").arm_alerts = alerts;
+    }
+
+    /// Sets the Sentinel incidents served (two per page) and the alerts of every incident.
+    pub fn set_sentinel(&self, incidents: Vec<Value>, alerts: Vec<Value>) {
+        let mut s = self.state.lock().expect("lock");
+        s.sentinel_incidents = incidents;
+        s.sentinel_alerts = alerts;
     }
 
     /// Sets the sign-ins served.

@@ -15,16 +15,15 @@ mod tests;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use serde_json::value::RawValue;
 
 pub use config::{DefenderConfig, DefenderFeed};
 
 use crate::dead_letter::DeadLetter;
 use crate::error::{IngestError, Result};
-use crate::microsoft::odata::{Feed, FeedCursors, next_page};
+use crate::microsoft::odata::{Feed, poll};
 use crate::microsoft::{GRAPH_SCOPE, MicrosoftClient};
-use crate::normalize::normalize;
+use crate::microsoft::{push_record, unkeyed_to_dead_letters};
 use crate::reader::Record;
 use crate::source::{Page, Source};
 
@@ -33,7 +32,7 @@ pub struct DefenderSource {
     id: String,
     config: DefenderConfig,
     client: MicrosoftClient,
-    done: Vec<DefenderFeed>,
+    done: std::collections::BTreeSet<String>,
 }
 
 impl DefenderSource {
@@ -49,7 +48,7 @@ impl DefenderSource {
             id: id.to_string(),
             config: config.clone(),
             client,
-            done: Vec::new(),
+            done: std::collections::BTreeSet::new(),
         })
     }
 
@@ -68,8 +67,9 @@ impl DefenderSource {
         Feed {
             name: which.name().into(),
             url: format!("{base}{path}"),
-            filter_field: time_field.into(),
+            filter_field: Some(time_field.into()),
             version_pointer: format!("/{time_field}"),
+            version_extra: Vec::new(),
             id_pointer: "/id".into(),
             query,
             next_link_field: "@odata.nextLink".into(),
@@ -99,19 +99,44 @@ impl DefenderSource {
         out
     }
 
-    fn push(&self, page: &mut Page, record: &Record, location: String) {
-        match normalize(&record.value, &record.raw) {
-            Ok(mut f) => {
-                f.ingested_at = Utc::now();
-                page.findings.push(f);
+    /// Defender merged an incident into `target`: bring the live one too.
+    async fn follow_redirect(&self, page: &mut Page, target: &str) -> Result<()> {
+        let url = format!(
+            "{}/v1.0/security/incidents/{target}?$expand=alerts",
+            self.config.graph_url.trim_end_matches('/')
+        );
+        let body = self
+            .client
+            .get(&url)
+            .await
+            .map_err(|e| IngestError::Upstream {
+                source_id: self.id.clone(),
+                status: e.status,
+                retry_after: None,
+                message: format!(
+                    "Graph incident {target} (redirect target) failed: {}",
+                    e.message
+                ),
+            })?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        match serde_json::from_str(&text) {
+            Ok(value) => {
+                for r in Self::expand(Record { value, raw: text }) {
+                    self.push(page, &r, format!("graph/incidents/{target}"));
+                }
             }
             Err(e) => page.dead_letters.push(DeadLetter::new(
                 &self.id,
-                location,
-                e.to_string(),
-                record.raw.as_bytes(),
+                format!("graph/incidents/{target}"),
+                format!("unreadable redirect target: {e}"),
+                &body,
             )),
         }
+        Ok(())
+    }
+
+    fn push(&self, page: &mut Page, record: &Record, location: String) {
+        push_record(&self.id, page, record, location, None);
     }
 }
 
@@ -122,90 +147,47 @@ impl Source for DefenderSource {
     }
 
     async fn next_page(&mut self, cursor: Option<&str>) -> Result<Option<Page>> {
-        let mut cursors = FeedCursors::parse(cursor).map_err(|message| IngestError::Config {
-            source_id: self.id.clone(),
-            message,
-        })?;
         let lookback = chrono::Duration::from_std(self.config.lookback).unwrap_or_default();
         let initial = chrono::Duration::from_std(self.config.initial_lookback).unwrap_or_default();
-        for which in self.config.feeds.clone() {
-            if self.done.contains(&which) {
-                continue;
+        let feeds: Vec<Feed> = self.config.feeds.iter().map(|f| self.feed(*f)).collect();
+        let Some(polled) = poll(
+            &self.id,
+            "Graph",
+            &self.config.auth.tenant_id,
+            &self.client,
+            &feeds,
+            &mut self.done,
+            cursor,
+            lookback,
+            initial,
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let (feed, page_no) = (&polled.feed, polled.page_no);
+        let mut page = Page::default();
+        for (i, record) in polled.page.records.into_iter().enumerate() {
+            let location = format!("graph/{}/page {page_no}[{i}]", feed.name);
+            let redirect = record.value.get("redirectIncidentId").and_then(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or_else(|| v.as_i64().map(|n| n.to_string()))
+            });
+            for r in Self::expand(record) {
+                self.push(&mut page, &r, location.clone());
             }
-            let feed = self.feed(which);
-            let fc = cursors.feeds.entry(feed.name.clone()).or_default();
-            let page_no = fc.query.as_ref().map_or(1, |q| q.pages + 1);
-            let fetched = next_page(&self.client, &feed, fc, Utc::now(), lookback, initial)
-                .await
-                .map_err(|e| IngestError::Upstream {
-                    source_id: self.id.clone(),
-                    status: e.status,
-                    retry_after: None,
-                    message: format!(
-                        "Graph {} page {page_no} for tenant {} failed: {}",
-                        feed.name, self.config.auth.tenant_id, e.message
-                    ),
-                })?;
-            if fetched.last {
-                self.done.push(which);
+            if let Some(target) = redirect {
+                self.follow_redirect(&mut page, &target).await?;
             }
-            let mut page = Page::default();
-            for (i, record) in fetched.records.into_iter().enumerate() {
-                let location = format!("graph/{}/page {page_no}[{i}]", feed.name);
-                let redirect = record.value.get("redirectIncidentId").and_then(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .or_else(|| v.as_i64().map(|n| n.to_string()))
-                });
-                for r in Self::expand(record) {
-                    self.push(&mut page, &r, location.clone());
-                }
-                if let Some(target) = redirect {
-                    // Defender merged this incident into `target`: bring the live one too.
-                    let url = format!(
-                        "{}/v1.0/security/incidents/{target}?$expand=alerts",
-                        self.config.graph_url.trim_end_matches('/')
-                    );
-                    let body = self
-                        .client
-                        .get(&url)
-                        .await
-                        .map_err(|e| IngestError::Upstream {
-                            source_id: self.id.clone(),
-                            status: e.status,
-                            retry_after: None,
-                            message: format!(
-                                "Graph incident {target} (redirect target) failed: {}",
-                                e.message
-                            ),
-                        })?;
-                    let text = String::from_utf8_lossy(&body).into_owned();
-                    match serde_json::from_str(&text) {
-                        Ok(value) => {
-                            for r in Self::expand(Record { value, raw: text }) {
-                                self.push(&mut page, &r, format!("graph/incidents/{target}"));
-                            }
-                        }
-                        Err(e) => page.dead_letters.push(DeadLetter::new(
-                            &self.id,
-                            format!("graph/incidents/{target}"),
-                            format!("unreadable redirect target: {e}"),
-                            &body,
-                        )),
-                    }
-                }
-            }
-            for (i, record) in fetched.unkeyed.into_iter().enumerate() {
-                page.dead_letters.push(DeadLetter::new(
-                    &self.id,
-                    format!("graph/{}/page {page_no}[unkeyed {i}]", feed.name),
-                    "record has no id or lastUpdateDateTime to deduplicate on".into(),
-                    record.raw.as_bytes(),
-                ));
-            }
-            page.cursor = Some(cursors.to_json());
-            return Ok(Some(page));
         }
-        Ok(None)
+        unkeyed_to_dead_letters(
+            &self.id,
+            &mut page,
+            polled.page.unkeyed,
+            &format!("graph/{}/page {page_no}", feed.name),
+        );
+        page.cursor = Some(polled.cursor);
+        Ok(Some(page))
     }
 }

@@ -1,0 +1,151 @@
+//! Defender for Cloud and Sentinel through Azure Resource Manager, end to end against the fake.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use cairn_correlate::{SqliteStore, Store};
+use cairn_ingest::Finding;
+
+use crate::fakes::graph::FakeGraph;
+use crate::{repo_root, run, stdout};
+
+const TENANT: &str = "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c";
+
+fn fixture(name: &str) -> Value {
+    let text = std::fs::read_to_string(repo_root().join("ingest/testdata/normalize").join(name))
+        .expect("fixture");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+fn config(dir: &Path, endpoint: &str, source: &str) -> PathBuf {
+    let path = dir.join("cairn.toml");
+    let text = format!(
+        "{source}\n[sources.azure.auth]\ntenant_id = \"{TENANT}\"\nendpoint_override = \"{endpoint}\"\ntimeout = \"5s\"\n\
+         credential = {{ type = \"client_secret\", client_id = \"0b5d6c4e-0000-4000-8000-0000000000c1\", client_secret_env = \"CAIRN_TEST_GRAPH_SECRET\" }}\n"
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn ingest(dir: &Path, config: &Path) -> std::process::Output {
+    run(
+        dir,
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "ingest",
+            "--source",
+            "azure",
+            "--no-correlate",
+        ],
+    )
+}
+
+fn stored(dir: &Path) -> Vec<Finding> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = SqliteStore::open(&dir.join("cairn.db"))
+            .await
+            .expect("store");
+        store
+            .findings_since(chrono::DateTime::UNIX_EPOCH)
+            .await
+            .expect("read")
+    })
+}
+
+#[test]
+fn defender_for_cloud_alerts_once_and_status_changes_as_new_versions() {
+    let mut alerts = fixture("defender_cloud_alerts.json")["value"]
+        .as_array()
+        .expect("value")
+        .clone();
+    let fake = FakeGraph::start(vec![], vec![]);
+    fake.set_arm_alerts(alerts.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        &fake.url(),
+        "[sources.azure]\ntype = \"microsoft_defender_for_cloud\"\nsubscriptions = [\"20ff7fc3-e762-44dd-bd96-b71116dcdc23\"]\nretention = \"3650d\"",
+    );
+    let first = ingest(dir.path(), &cfg);
+    let text = stdout(&first);
+    assert!(
+        first.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        text.contains("Ingested 3 records: 3 findings (3 new or updated"),
+        "{text}"
+    );
+    let found = stored(dir.path());
+    assert!(found.iter().all(|f| f.source == "azure.defender_cloud"));
+    let aws = found
+        .iter()
+        .find(|f| f.cloud_provider.as_deref() == Some("AWS"))
+        .expect("the multicloud alert");
+    assert_eq!(
+        aws.resource_uid.as_deref(),
+        Some("arn:aws:ec2:us-east-1:193043430472:instance/i-0c10c2c7863d1a356")
+    );
+
+    let second = stdout(&ingest(dir.path(), &cfg));
+    assert!(second.contains("Ingested 0 records"), "{second}");
+
+    // An analyst dismisses one: a new version, delivered once.
+    alerts[1]["properties"]["status"] = json!("Dismissed");
+    fake.set_arm_alerts(alerts);
+    let third = stdout(&ingest(dir.path(), &cfg));
+    assert!(
+        third.contains("Ingested 1 records: 1 findings (1 new or updated"),
+        "{third}"
+    );
+    assert!(
+        stored(dir.path())
+            .iter()
+            .any(|f| f.status.as_deref() == Some("Suppressed"))
+    );
+}
+
+#[test]
+fn sentinel_incidents_with_their_alerts() {
+    let mut incident = fixture("sentinel_incident.json");
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    incident["properties"]["lastModifiedTimeUtc"] = json!(now);
+    let alerts = fixture("sentinel_incident_alerts.json")["value"]
+        .as_array()
+        .expect("value")
+        .clone();
+    let fake = FakeGraph::start(vec![], vec![]);
+    fake.set_sentinel(vec![incident], alerts);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        &fake.url(),
+        "[sources.azure]\ntype = \"microsoft_sentinel\"\n\
+         workspaces = [{ subscription_id = \"d0cfe6b2-9ac0-4464-9919-dccaee2e48c0\", resource_group = \"myRg\", workspace = \"myWorkspace\" }]",
+    );
+    let first = ingest(dir.path(), &cfg);
+    let text = stdout(&first);
+    assert!(
+        first.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        text.contains("Ingested 2 records: 2 findings (2 new or updated"),
+        "{text}"
+    );
+    let found = stored(dir.path());
+    let classes: Vec<i32> = found.iter().map(|f| f.class_uid).collect();
+    assert!(
+        classes.contains(&2005) && classes.contains(&2004),
+        "{classes:?}"
+    );
+    assert!(found.iter().all(|f| f.source == "azure.sentinel"));
+    let second = stdout(&ingest(dir.path(), &cfg));
+    assert!(second.contains("Ingested 0 records"), "{second}");
+}
