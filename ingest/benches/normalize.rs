@@ -114,7 +114,7 @@ fn bench(format: &str, records: &[String]) {
     row("parse", parse);
     row("normalize", normalize_secs);
     println!(
-        "ratio      {:.0} % of the bare parse speed (target ≥ 50 %)",
+        "{format:<6} ratio      {:.0} % of the bare parse speed (target ≥ 50 %)",
         100.0 * parse / normalize_secs
     );
 }

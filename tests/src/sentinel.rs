@@ -146,6 +146,27 @@ fn sentinel_incidents_with_their_alerts() {
         "{classes:?}"
     );
     assert!(found.iter().all(|f| f.source == "azure.sentinel"));
+    let incident = found
+        .iter()
+        .find(|f| f.class_uid == 2005)
+        .expect("incident");
+    assert_eq!(
+        incident.device_hostname.as_deref(),
+        Some("web01.contoso.com"),
+        "host entity"
+    );
+    assert_eq!(
+        incident.src_ip.as_deref(),
+        Some("198.51.100.5"),
+        "IP entity"
+    );
+    assert!(
+        incident
+            .identity_keys
+            .contains(&"upn:john@contoso.com".to_string()),
+        "{:?}",
+        incident.identity_keys
+    );
     let second = stdout(&ingest(dir.path(), &cfg));
     assert!(second.contains("Ingested 0 records"), "{second}");
 }

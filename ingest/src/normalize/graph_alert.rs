@@ -139,8 +139,29 @@ impl Normalizer for GraphAlertNormalizer {
                     f.fields.insert("vmMetadata.subscriptionId".into(), s);
                 }
             }
-            if let Some(id) = text(d, &["mdeDeviceId"]) {
-                f.fields.insert("mdeDeviceId".into(), id);
+            for key in ["mdeDeviceId", "azureAdDeviceId"] {
+                if let Some(id) = text(d, &[key]) {
+                    f.fields.insert(key.into(), id);
+                }
+            }
+        }
+        // Cloud apps (OAuth consent phishing, Defender for Cloud Apps) name the application.
+        if let Some(app) = of_type("#microsoft.graph.security.cloudApplicationEvidence").next() {
+            for (key, field) in [
+                ("displayName", "cloudApplication.displayName"),
+                ("appId", "cloudApplication.appId"),
+                ("instanceName", "cloudApplication.instanceName"),
+            ] {
+                if let Some(v) = app.get(key).and_then(scalar_text) {
+                    f.fields.insert(field.into(), v);
+                }
+            }
+            if f.resource_uid.is_none() {
+                f.resource_uid = app
+                    .get("appId")
+                    .and_then(scalar_text)
+                    .map(|id| format!("app:{id}"));
+                f.resource_type = Some("CloudApplication".into());
             }
         }
         f.src_ip =
@@ -166,6 +187,7 @@ impl Normalizer for GraphAlertNormalizer {
             "classification",
             "determination",
             "alertWebUrl",
+            "incidentWebUrl",
             "firstActivityDateTime",
             "createdDateTime",
             "threatDisplayName",

@@ -239,6 +239,16 @@ async fn arm(
     if !authorized(&s, &headers) {
         return unauthorized();
     }
+    if method == axum::http::Method::POST && rest.ends_with("/entities") {
+        // The shape of the Sentinel `entities` list action.
+        let entities = json!({"entities": [
+            {"kind": "Account", "properties": {"accountName": "john", "upnSuffix": "contoso.com", "ntDomain": "CONTOSO",
+                "aadUserId": "2046feea-040d-4a46-9e2b-91c2941bfa70", "sid": "S-1-5-21-1-2-3-1201", "friendlyName": "john"}},
+            {"kind": "Host", "properties": {"hostName": "WEB01", "dnsDomain": "contoso.com", "friendlyName": "WEB01"}},
+            {"kind": "Ip", "properties": {"address": "198.51.100.5", "friendlyName": "198.51.100.5"}}
+        ], "metaData": []});
+        return ([("content-type", "application/json")], entities.to_string()).into_response();
+    }
     if method == axum::http::Method::POST && rest.ends_with("/alerts") {
         return (
             [("content-type", "application/json")],

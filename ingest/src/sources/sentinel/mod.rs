@@ -148,6 +148,81 @@ impl SentinelSource {
             .collect()
     }
 
+    /// Puts the incident's entities (accounts, hosts, IPs; `POST {incident}/entities`) on its
+    /// finding, so it merges with what other sources say about the same person or machine.
+    async fn entities(&self, incident: &mut crate::Finding, incident_id: &str) -> Result<()> {
+        let url = format!(
+            "{}{incident_id}/entities?api-version={}",
+            self.config.arm_url.trim_end_matches('/'),
+            self.config.api_version
+        );
+        let body = self
+            .client
+            .post(&url, "{}")
+            .await
+            .map_err(|e| IngestError::Upstream {
+                source_id: self.id.clone(),
+                status: e.status,
+                retry_after: None,
+                message: format!(
+                    "Sentinel entities of incident {incident_id} failed: {}",
+                    e.message
+                ),
+            })?;
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| IngestError::Upstream {
+                source_id: self.id.clone(),
+                status: None,
+                retry_after: None,
+                message: format!(
+                    "Sentinel entities of incident {incident_id}: unreadable body: {e}"
+                ),
+            })?;
+        let mut keys = crate::normalize::identity::IdentityKeys::new();
+        for entity in parsed
+            .get("entities")
+            .and_then(|e| e.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let kind = entity
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or_default();
+            let p = &entity["properties"];
+            let s = |k: &str| p.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            match kind {
+                "Account" => {
+                    let upn = match (s("accountName"), s("upnSuffix")) {
+                        (Some(n), Some(d)) => Some(format!("{n}@{d}")),
+                        _ => None,
+                    };
+                    if incident.actor_user.is_none() {
+                        incident.actor_user = upn.clone().or_else(|| s("accountName"));
+                        incident.actor_uid = s("sid").or_else(|| s("aadUserId"));
+                        incident.actor_domain = s("ntDomain");
+                    }
+                    keys.upn(upn.as_deref())
+                        .sid(s("sid").as_deref())
+                        .aad(s("aadUserId").as_deref())
+                        .account(s("ntDomain").as_deref(), s("accountName").as_deref());
+                }
+                "Host" if incident.device_hostname.is_none() => {
+                    incident.device_hostname = s("hostName").map(|h| match s("dnsDomain") {
+                        Some(d) => format!("{h}.{d}").to_lowercase(),
+                        None => h.to_lowercase(),
+                    });
+                }
+                "Ip" if incident.src_ip.is_none() => incident.src_ip = s("address"),
+                _ => {}
+            }
+        }
+        if incident.identity_keys.is_empty() {
+            incident.identity_keys = keys.into_vec();
+        }
+        Ok(())
+    }
+
     /// The alerts of one incident (`POST {incident}/alerts`).
     async fn alerts(&self, page: &mut Page, incident_id: &str) -> Result<()> {
         let url = format!(
@@ -217,6 +292,13 @@ impl Source for SentinelSource {
         let at = format!("arm/{}/page {}", polled.feed.name, polled.page_no);
         for (i, record) in polled.page.records.iter().enumerate() {
             push_record(&self.id, &mut page, record, format!("{at}[{i}]"), None);
+            if let (Some(incident), Some(id)) = (
+                page.findings.last_mut(),
+                record.value.get("id").and_then(|v| v.as_str()),
+            ) && incident.class_uid == crate::normalize::CLASS_INCIDENT_FINDING
+            {
+                self.entities(incident, id).await?;
+            }
             if self.config.alerts
                 && let Some(id) = record.value.get("id").and_then(|v| v.as_str())
             {
