@@ -195,7 +195,7 @@ async fn list(
     }
     let text = body.to_string();
     let text = if truncate {
-        text[..text.len() / 2].to_string()
+        crate::fakes::half(&text)
     } else {
         text
     };

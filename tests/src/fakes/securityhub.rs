@@ -99,7 +99,7 @@ async fn page(
         }
         Some(Fault::Truncate) => (
             [("content-type", "application/json")],
-            text[..text.len() / 2].to_string(),
+            crate::fakes::half(&text),
         )
             .into_response(),
         None => ([("content-type", "application/json")], text).into_response(),
