@@ -147,22 +147,7 @@ impl FakeSecurityHub {
             )
             .route("/findings/batchupdate", axum::routing::patch(batch_update))
             .with_state(state.clone());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                tx.send(listener.local_addr().expect("addr"))
-                    .expect("send addr");
-                axum::serve(listener, app).await.expect("serve");
-            });
-        });
-        let addr = rx.recv().expect("fake started");
+        let addr = crate::fakes::serve(app);
         FakeSecurityHub { state, addr }
     }
 
