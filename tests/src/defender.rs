@@ -7,10 +7,8 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use cairn_correlate::{SqliteStore, Store};
-
 use crate::fakes::graph::{FakeGraph, Fault};
-use crate::{repo_root, run, stdout};
+use crate::{ingest_source, repo_root, stdout, stored_count, stored_findings};
 
 const TENANT: &str = "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c";
 
@@ -85,33 +83,6 @@ fn config(dir: &Path, endpoint: &str, extra: &str) -> PathBuf {
     path
 }
 
-fn ingest(dir: &Path, config: &Path) -> std::process::Output {
-    run(
-        dir,
-        &[
-            "--config",
-            config.to_str().expect("utf-8"),
-            "ingest",
-            "--source",
-            "defender",
-            "--no-correlate",
-        ],
-    )
-}
-
-fn count(dir: &Path) -> i64 {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        SqliteStore::open(&dir.join("cairn.db"))
-            .await
-            .expect("store")
-            .counts()
-            .await
-            .expect("counts")
-            .findings
-    })
-}
-
 #[test]
 fn every_record_once_redirects_followed_and_late_records_caught() {
     let alerts = alerts(7);
@@ -119,7 +90,7 @@ fn every_record_once_redirects_followed_and_late_records_caught() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path(), &fake.url(), "");
 
-    let first = ingest(dir.path(), &cfg);
+    let first = ingest_source(dir.path(), &cfg, "defender");
     let text = stdout(&first);
     assert!(
         first.status.success(),
@@ -132,9 +103,9 @@ fn every_record_once_redirects_followed_and_late_records_caught() {
         text.contains("Ingested 13 records: 13 findings (11 new or updated, 2 unchanged)"),
         "{text}"
     );
-    assert_eq!(count(dir.path()), 11);
+    assert_eq!(stored_count(dir.path()), 11);
 
-    let second = stdout(&ingest(dir.path(), &cfg));
+    let second = stdout(&ingest_source(dir.path(), &cfg, "defender"));
     assert!(second.contains("Ingested 0 records"), "{second}");
 
     // An alert that becomes visible late, dated inside the look-back overlap.
@@ -142,12 +113,12 @@ fn every_record_once_redirects_followed_and_late_records_caught() {
     late["id"] = json!("da637551227677560899_-1");
     late["lastUpdateDateTime"] = json!(ago(106));
     fake.add_alert(late);
-    let third = stdout(&ingest(dir.path(), &cfg));
+    let third = stdout(&ingest_source(dir.path(), &cfg, "defender"));
     assert!(
         third.contains("Ingested 1 records: 1 findings (1 new or updated"),
         "{third}"
     );
-    assert_eq!(count(dir.path()), 12);
+    assert_eq!(stored_count(dir.path()), 12);
     assert_eq!(fake.tokens_issued(), 3, "one token per run");
 }
 
@@ -166,11 +137,11 @@ fn faults_lose_nothing_tokens_refresh_and_retry_after_is_honoured() {
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path(), &fake.url(), "feeds = [\"alerts\"]");
-    let failed = ingest(dir.path(), &cfg);
+    let failed = ingest_source(dir.path(), &cfg, "defender");
     let err = String::from_utf8_lossy(&failed.stderr);
     assert_eq!(failed.status.code(), Some(1), "{}\n{err}", stdout(&failed));
     assert!(err.contains("Graph alerts_v2 page 3 for tenant"), "{err}");
-    assert_eq!(count(dir.path()), 6, "pages 1 and 2 are stored");
+    assert_eq!(stored_count(dir.path()), 6, "pages 1 and 2 are stored");
     assert_eq!(fake.tokens_issued(), 2, "the expired token was replaced");
     let requests = fake.requests();
     let throttled = requests
@@ -184,7 +155,7 @@ fn faults_lose_nothing_tokens_refresh_and_retry_after_is_honoured() {
     );
 
     fake.recover();
-    let resumed = ingest(dir.path(), &cfg);
+    let resumed = ingest_source(dir.path(), &cfg, "defender");
     let text = stdout(&resumed);
     assert!(
         resumed.status.success(),
@@ -204,7 +175,7 @@ fn faults_lose_nothing_tokens_refresh_and_retry_after_is_honoured() {
         last.contains("skiptoken=6"),
         "the run resumed at page 3: {last}"
     );
-    assert_eq!(count(dir.path()), 7);
+    assert_eq!(stored_count(dir.path()), 7);
 }
 
 #[test]
@@ -223,7 +194,7 @@ fn entra_sign_ins_arrive_as_authentication_records() {
     fake.set_signins(signins);
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path(), &fake.url(), "feeds = [\"signins\"]");
-    let out = ingest(dir.path(), &cfg);
+    let out = ingest_source(dir.path(), &cfg, "defender");
     let text = stdout(&out);
     assert!(
         out.status.success(),
@@ -234,16 +205,7 @@ fn entra_sign_ins_arrive_as_authentication_records() {
         text.contains("Ingested 2 records: 2 findings (2 new or updated"),
         "{text}"
     );
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let found = rt.block_on(async {
-        let store = SqliteStore::open(&dir.path().join("cairn.db"))
-            .await
-            .expect("store");
-        store
-            .findings_since(chrono::DateTime::UNIX_EPOCH)
-            .await
-            .expect("read")
-    });
+    let found = stored_findings(dir.path());
     assert!(
         found
             .iter()
@@ -254,6 +216,6 @@ fn entra_sign_ins_arrive_as_authentication_records() {
             .iter()
             .any(|f| f.severity == "High" && f.src_ip.as_deref() == Some("203.0.113.45"))
     );
-    let again = stdout(&ingest(dir.path(), &cfg));
+    let again = stdout(&ingest_source(dir.path(), &cfg, "defender"));
     assert!(again.contains("Ingested 0 records"), "{again}");
 }

@@ -112,6 +112,48 @@ pub fn run(dir: &Path, args: &[&str]) -> Output {
     cairn(dir, args).output().expect("run cairn")
 }
 
+/// `cairn --config <config> ingest --source <source> --no-correlate` on the store in `dir`.
+pub fn ingest_source(dir: &Path, config: &Path, source: &str) -> Output {
+    run(
+        dir,
+        &[
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "ingest",
+            "--source",
+            source,
+            "--no-correlate",
+        ],
+    )
+}
+
+/// Runs `f` on the store in `dir`.
+pub fn with_store<T>(dir: &Path, f: impl AsyncFnOnce(cairn_correlate::SqliteStore) -> T) -> T {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = cairn_correlate::SqliteStore::open(&dir.join("cairn.db"))
+            .await
+            .expect("store");
+        f(store).await
+    })
+}
+
+/// Every finding in the store in `dir`, oldest first.
+pub fn stored_findings(dir: &Path) -> Vec<cairn_ingest::Finding> {
+    use cairn_correlate::Store;
+    with_store(dir, async |s| {
+        s.findings_since(chrono::DateTime::UNIX_EPOCH)
+            .await
+            .expect("read")
+    })
+}
+
+/// Number of findings in the store in `dir`.
+pub fn stored_count(dir: &Path) -> i64 {
+    use cairn_correlate::Store;
+    with_store(dir, async |s| s.counts().await.expect("counts").findings)
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use cairn_correlate::{SqliteStore, Store};
+use cairn_correlate::Store;
 
 use crate::fakes::securityhub::{FakeSecurityHub, Fault};
 use crate::moto::Moto;
-use crate::{repo_root, run, stdout};
+use crate::{ingest_source, repo_root, run, stdout, stored_count, with_store};
 
 fn samples() -> Vec<Value> {
     let text =
@@ -40,30 +40,6 @@ fn config(dir: &Path, endpoint: &str, extra: &str) -> PathBuf {
     path
 }
 
-fn ingest(dir: &Path, config: &Path) -> std::process::Output {
-    run(
-        dir,
-        &[
-            "--config",
-            config.to_str().expect("utf-8"),
-            "ingest",
-            "--source",
-            "sechub",
-            "--no-correlate",
-        ],
-    )
-}
-
-fn with_store<T>(dir: &Path, f: impl AsyncFnOnce(SqliteStore) -> T) -> T {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let store = SqliteStore::open(&dir.join("cairn.db"))
-            .await
-            .expect("store");
-        f(store).await
-    })
-}
-
 #[test]
 fn moto_every_finding_once_nothing_new_twice_and_updates_replace() {
     let moto = Moto::start();
@@ -74,7 +50,7 @@ fn moto_every_finding_once_nothing_new_twice_and_updates_replace() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Small pages: 62 findings in 9 pages must lose nothing.
     let cfg = config(dir.path(), &moto.url(), "page_size = 7");
-    let first = ingest(dir.path(), &cfg);
+    let first = ingest_source(dir.path(), &cfg, "sechub");
     let text = stdout(&first);
     assert!(
         first.status.success(),
@@ -87,12 +63,10 @@ fn moto_every_finding_once_nothing_new_twice_and_updates_replace() {
         )),
         "{text}"
     );
-    let count = with_store(dir.path(), async |s| {
-        s.counts().await.expect("counts").findings
-    });
+    let count = stored_count(dir.path());
     assert_eq!(count as usize, expected);
 
-    let second = stdout(&ingest(dir.path(), &cfg));
+    let second = stdout(&ingest_source(dir.path(), &cfg, "sechub"));
     assert!(
         second.contains("Ingested 0 records"),
         "moto ignores the UpdatedAt filter; the source must not:\n{second}"
@@ -103,7 +77,7 @@ fn moto_every_finding_once_nothing_new_twice_and_updates_replace() {
     changed["UpdatedAt"] = json!(chrono::Utc::now().to_rfc3339());
     changed["Title"] = json!("Re-imported by the test");
     assert_eq!(moto.import(&[changed.clone()]), 1);
-    let third = stdout(&ingest(dir.path(), &cfg));
+    let third = stdout(&ingest_source(dir.path(), &cfg, "sechub"));
     assert!(
         third.contains("Ingested 1 records: 1 findings (1 new or updated, 0 unchanged)"),
         "{third}"
@@ -139,7 +113,7 @@ fn moto_with_an_assumed_role_per_account() {
         &moto.url(),
         "role_arns = [\"arn:aws:iam::123456789012:role/CairnSecurityHubReader\"]\nexternal_id = \"cairn-test\"",
     );
-    let out = ingest(dir.path(), &cfg);
+    let out = ingest_source(dir.path(), &cfg, "sechub");
     let text = stdout(&out);
     assert!(
         out.status.success(),
@@ -186,7 +160,7 @@ fn get_findings_v2_reads_ocsf_findings_from_a_fake() {
         &fake.url(),
         "api = \"get_findings_v2\"\npage_size = 2",
     );
-    let out = ingest(dir.path(), &cfg);
+    let out = ingest_source(dir.path(), &cfg, "sechub");
     let text = stdout(&out);
     assert!(
         out.status.success(),
@@ -211,7 +185,7 @@ fn get_findings_v2_reads_ocsf_findings_from_a_fake() {
         sources,
         BTreeSet::from([("aws.securityhub".to_string(), 2004)])
     );
-    let again = stdout(&ingest(dir.path(), &cfg));
+    let again = stdout(&ingest_source(dir.path(), &cfg, "sechub"));
     assert!(again.contains("Ingested 0 records"), "{again}");
 }
 
@@ -238,7 +212,7 @@ fn faults_lose_nothing_and_a_failed_page_is_not_committed() {
         &fake.url(),
         "page_size = 5\nmax_attempts = 3\ntimeout = \"2s\"",
     );
-    let failed = ingest(dir.path(), &cfg);
+    let failed = ingest_source(dir.path(), &cfg, "sechub");
     let err = String::from_utf8_lossy(&failed.stderr);
     assert_eq!(failed.status.code(), Some(1), "{}\n{err}", stdout(&failed));
     assert!(
@@ -261,7 +235,7 @@ fn faults_lose_nothing_and_a_failed_page_is_not_committed() {
     );
 
     fake.recover();
-    let resumed = ingest(dir.path(), &cfg);
+    let resumed = ingest_source(dir.path(), &cfg, "sechub");
     let text = stdout(&resumed);
     assert!(
         resumed.status.success(),
@@ -272,9 +246,7 @@ fn faults_lose_nothing_and_a_failed_page_is_not_committed() {
         text.contains("Ingested 8 records: 8 findings (8 new or updated"),
         "{text}"
     );
-    let count = with_store(dir.path(), async |s| {
-        s.counts().await.expect("counts").findings
-    });
+    let count = stored_count(dir.path());
     assert_eq!(count as usize, distinct(&findings));
 }
 

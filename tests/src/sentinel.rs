@@ -5,11 +5,8 @@ use std::path::{Path, PathBuf};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use cairn_correlate::{SqliteStore, Store};
-use cairn_ingest::Finding;
-
 use crate::fakes::graph::FakeGraph;
-use crate::{repo_root, run, stdout};
+use crate::{ingest_source, repo_root, stdout, stored_findings};
 
 const TENANT: &str = "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c";
 
@@ -29,33 +26,6 @@ fn config(dir: &Path, endpoint: &str, source: &str) -> PathBuf {
     path
 }
 
-fn ingest(dir: &Path, config: &Path) -> std::process::Output {
-    run(
-        dir,
-        &[
-            "--config",
-            config.to_str().expect("utf-8"),
-            "ingest",
-            "--source",
-            "azure",
-            "--no-correlate",
-        ],
-    )
-}
-
-fn stored(dir: &Path) -> Vec<Finding> {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let store = SqliteStore::open(&dir.join("cairn.db"))
-            .await
-            .expect("store");
-        store
-            .findings_since(chrono::DateTime::UNIX_EPOCH)
-            .await
-            .expect("read")
-    })
-}
-
 #[test]
 fn defender_for_cloud_alerts_once_and_status_changes_as_new_versions() {
     let mut alerts = fixture("defender_cloud_alerts.json")["value"]
@@ -70,7 +40,7 @@ fn defender_for_cloud_alerts_once_and_status_changes_as_new_versions() {
         &fake.url(),
         "[sources.azure]\ntype = \"microsoft_defender_for_cloud\"\nsubscriptions = [\"20ff7fc3-e762-44dd-bd96-b71116dcdc23\"]\nretention = \"3650d\"",
     );
-    let first = ingest(dir.path(), &cfg);
+    let first = ingest_source(dir.path(), &cfg, "azure");
     let text = stdout(&first);
     assert!(
         first.status.success(),
@@ -81,7 +51,7 @@ fn defender_for_cloud_alerts_once_and_status_changes_as_new_versions() {
         text.contains("Ingested 3 records: 3 findings (3 new or updated"),
         "{text}"
     );
-    let found = stored(dir.path());
+    let found = stored_findings(dir.path());
     assert!(found.iter().all(|f| f.source == "azure.defender_cloud"));
     let aws = found
         .iter()
@@ -92,19 +62,19 @@ fn defender_for_cloud_alerts_once_and_status_changes_as_new_versions() {
         Some("arn:aws:ec2:us-east-1:193043430472:instance/i-0c10c2c7863d1a356")
     );
 
-    let second = stdout(&ingest(dir.path(), &cfg));
+    let second = stdout(&ingest_source(dir.path(), &cfg, "azure"));
     assert!(second.contains("Ingested 0 records"), "{second}");
 
     // An analyst dismisses one: a new version, delivered once.
     alerts[1]["properties"]["status"] = json!("Dismissed");
     fake.set_arm_alerts(alerts);
-    let third = stdout(&ingest(dir.path(), &cfg));
+    let third = stdout(&ingest_source(dir.path(), &cfg, "azure"));
     assert!(
         third.contains("Ingested 1 records: 1 findings (1 new or updated"),
         "{third}"
     );
     assert!(
-        stored(dir.path())
+        stored_findings(dir.path())
             .iter()
             .any(|f| f.status.as_deref() == Some("Suppressed"))
     );
@@ -128,7 +98,7 @@ fn sentinel_incidents_with_their_alerts() {
         "[sources.azure]\ntype = \"microsoft_sentinel\"\n\
          workspaces = [{ subscription_id = \"d0cfe6b2-9ac0-4464-9919-dccaee2e48c0\", resource_group = \"myRg\", workspace = \"myWorkspace\" }]",
     );
-    let first = ingest(dir.path(), &cfg);
+    let first = ingest_source(dir.path(), &cfg, "azure");
     let text = stdout(&first);
     assert!(
         first.status.success(),
@@ -139,7 +109,7 @@ fn sentinel_incidents_with_their_alerts() {
         text.contains("Ingested 2 records: 2 findings (2 new or updated"),
         "{text}"
     );
-    let found = stored(dir.path());
+    let found = stored_findings(dir.path());
     let classes: Vec<i32> = found.iter().map(|f| f.class_uid).collect();
     assert!(
         classes.contains(&2005) && classes.contains(&2004),
@@ -167,6 +137,6 @@ fn sentinel_incidents_with_their_alerts() {
         "{:?}",
         incident.identity_keys
     );
-    let second = stdout(&ingest(dir.path(), &cfg));
+    let second = stdout(&ingest_source(dir.path(), &cfg, "azure"));
     assert!(second.contains("Ingested 0 records"), "{second}");
 }

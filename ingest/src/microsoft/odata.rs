@@ -278,52 +278,86 @@ pub struct Polled {
     pub cursor: String,
 }
 
-/// Reads the next page of the first of `feeds` not in `done` (feeds that end are added).
-/// `api` names the service in errors (`Graph`, `ARM`). `None` when every feed is done.
-#[allow(clippy::too_many_arguments)]
-pub async fn poll(
-    source_id: &str,
-    api: &str,
-    tenant: &str,
-    client: &MicrosoftClient,
-    feeds: &[Feed],
-    done: &mut std::collections::BTreeSet<String>,
-    cursor: Option<&str>,
-    lookback: chrono::Duration,
-    initial: chrono::Duration,
-) -> crate::Result<Option<Polled>> {
-    let mut cursors = FeedCursors::parse(cursor).map_err(|message| crate::IngestError::Config {
-        source_id: source_id.to_string(),
-        message,
-    })?;
-    for feed in feeds {
-        if done.contains(&feed.name) {
-            continue;
-        }
-        let fc = cursors.feeds.entry(feed.name.clone()).or_default();
-        let page_no = fc.query.as_ref().map_or(1, |q| q.pages + 1);
-        let page = next_page(client, feed, fc, Utc::now(), lookback, initial)
-            .await
-            .map_err(|e| crate::IngestError::Upstream {
-                source_id: source_id.to_string(),
-                status: e.status,
-                retry_after: None,
-                message: format!(
-                    "{api} {} page {page_no} for tenant {tenant} failed: {}",
-                    feed.name, e.message
-                ),
-            })?;
-        if page.last {
-            done.insert(feed.name.clone());
-        }
-        return Ok(Some(Polled {
-            feed: feed.clone(),
-            page_no,
-            page,
-            cursor: cursors.to_json(),
-        }));
+/// What every Microsoft source shares: its id, its authenticated client, and which of its
+/// feeds have finished in this run.
+pub struct FeedRunner {
+    /// The configured source id.
+    pub source_id: String,
+    /// Service named in errors (`Graph`, `ARM`, `Sentinel`).
+    api: &'static str,
+    tenant: String,
+    /// The authenticated client.
+    pub client: MicrosoftClient,
+    done: std::collections::BTreeSet<String>,
+}
+
+impl FeedRunner {
+    /// Checks the source's configuration (`validated`) and builds a client for `scope`.
+    pub fn connect(
+        source_id: &str,
+        api: &'static str,
+        auth: &super::ConnectionConfig,
+        scope: &str,
+        validated: Result<(), String>,
+    ) -> crate::Result<FeedRunner> {
+        let fail = |message: String| crate::IngestError::Config {
+            source_id: source_id.to_string(),
+            message,
+        };
+        validated.map_err(fail)?;
+        let client = MicrosoftClient::new(auth, scope).map_err(fail)?;
+        Ok(FeedRunner {
+            source_id: source_id.to_string(),
+            api,
+            tenant: auth.tenant_id.clone(),
+            client,
+            done: std::collections::BTreeSet::new(),
+        })
     }
-    Ok(None)
+
+    /// Reads the next page of the first of `feeds` not finished in this run (a feed whose
+    /// query ends is finished). `None` when every feed is.
+    pub async fn next(
+        &mut self,
+        feeds: &[Feed],
+        cursor: Option<&str>,
+        lookback: chrono::Duration,
+        initial: chrono::Duration,
+    ) -> crate::Result<Option<Polled>> {
+        let mut cursors =
+            FeedCursors::parse(cursor).map_err(|message| crate::IngestError::Config {
+                source_id: self.source_id.clone(),
+                message,
+            })?;
+        for feed in feeds {
+            if self.done.contains(&feed.name) {
+                continue;
+            }
+            let fc = cursors.feeds.entry(feed.name.clone()).or_default();
+            let page_no = fc.query.as_ref().map_or(1, |q| q.pages + 1);
+            let page = next_page(&self.client, feed, fc, Utc::now(), lookback, initial)
+                .await
+                .map_err(|e| crate::IngestError::Upstream {
+                    source_id: self.source_id.clone(),
+                    status: e.status,
+                    retry_after: None,
+                    message: format!(
+                        "{} {} page {page_no} for tenant {} failed: {}",
+                        self.api, feed.name, self.tenant, e.message
+                    ),
+                })?;
+            if page.last {
+                self.done.insert(feed.name.clone());
+            }
+            return Ok(Some(Polled {
+                feed: feed.clone(),
+                page_no,
+                page,
+                cursor: cursors.to_json(),
+            }));
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

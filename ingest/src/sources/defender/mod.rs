@@ -21,34 +21,24 @@ pub use config::{DefenderConfig, DefenderFeed};
 
 use crate::dead_letter::DeadLetter;
 use crate::error::{IngestError, Result};
-use crate::microsoft::odata::{Feed, poll};
-use crate::microsoft::{GRAPH_SCOPE, MicrosoftClient};
+use crate::microsoft::GRAPH_SCOPE;
+use crate::microsoft::odata::{Feed, FeedRunner};
 use crate::microsoft::{push_record, unkeyed_to_dead_letters};
 use crate::reader::Record;
 use crate::source::{Page, Source};
 
 /// Reads Defender XDR through Microsoft Graph.
 pub struct DefenderSource {
-    id: String,
     config: DefenderConfig,
-    client: MicrosoftClient,
-    done: std::collections::BTreeSet<String>,
+    runner: FeedRunner,
 }
 
 impl DefenderSource {
     /// A source with a Graph client for `config.auth`.
     pub fn connect(id: &str, config: &DefenderConfig) -> Result<DefenderSource> {
-        let fail = |message: String| IngestError::Config {
-            source_id: id.to_string(),
-            message,
-        };
-        config.validate().map_err(fail)?;
-        let client = MicrosoftClient::new(&config.auth, GRAPH_SCOPE).map_err(fail)?;
         Ok(DefenderSource {
-            id: id.to_string(),
             config: config.clone(),
-            client,
-            done: std::collections::BTreeSet::new(),
+            runner: FeedRunner::connect(id, "Graph", &config.auth, GRAPH_SCOPE, config.validate())?,
         })
     }
 
@@ -106,11 +96,12 @@ impl DefenderSource {
             self.config.graph_url.trim_end_matches('/')
         );
         let body = self
+            .runner
             .client
             .get(&url)
             .await
             .map_err(|e| IngestError::Upstream {
-                source_id: self.id.clone(),
+                source_id: self.runner.source_id.clone(),
                 status: e.status,
                 retry_after: None,
                 message: format!(
@@ -126,7 +117,7 @@ impl DefenderSource {
                 }
             }
             Err(e) => page.dead_letters.push(DeadLetter::new(
-                &self.id,
+                &self.runner.source_id,
                 format!("graph/incidents/{target}"),
                 format!("unreadable redirect target: {e}"),
                 &body,
@@ -136,33 +127,21 @@ impl DefenderSource {
     }
 
     fn push(&self, page: &mut Page, record: &Record, location: String) {
-        push_record(&self.id, page, record, location, None);
+        push_record(&self.runner.source_id, page, record, location, None);
     }
 }
 
 #[async_trait]
 impl Source for DefenderSource {
     fn id(&self) -> &str {
-        &self.id
+        &self.runner.source_id
     }
 
     async fn next_page(&mut self, cursor: Option<&str>) -> Result<Option<Page>> {
         let lookback = chrono::Duration::from_std(self.config.lookback).unwrap_or_default();
         let initial = chrono::Duration::from_std(self.config.initial_lookback).unwrap_or_default();
         let feeds: Vec<Feed> = self.config.feeds.iter().map(|f| self.feed(*f)).collect();
-        let Some(polled) = poll(
-            &self.id,
-            "Graph",
-            &self.config.auth.tenant_id,
-            &self.client,
-            &feeds,
-            &mut self.done,
-            cursor,
-            lookback,
-            initial,
-        )
-        .await?
-        else {
+        let Some(polled) = self.runner.next(&feeds, cursor, lookback, initial).await? else {
             return Ok(None);
         };
         let (feed, page_no) = (&polled.feed, polled.page_no);
@@ -182,7 +161,7 @@ impl Source for DefenderSource {
             }
         }
         unkeyed_to_dead_letters(
-            &self.id,
+            &self.runner.source_id,
             &mut page,
             polled.page.unkeyed,
             &format!("graph/{}/page {page_no}", feed.name),

@@ -7,18 +7,15 @@
 //! with its `processingEndTimeUtc` and `status` (dismissing an alert makes a new version).
 //! Delivered versions are remembered for `retention` (Defender keeps alerts 90 days).
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::serde_duration;
-use crate::error::{IngestError, Result};
-use crate::microsoft::odata::{Feed, poll};
-use crate::microsoft::{
-    ARM_SCOPE, ConnectionConfig, MicrosoftClient, push_record, unkeyed_to_dead_letters,
-};
+use crate::error::Result;
+use crate::microsoft::odata::{Feed, FeedRunner};
+use crate::microsoft::{ARM_SCOPE, ConnectionConfig, push_record, unkeyed_to_dead_letters};
 use crate::source::{Page, Source};
 
 /// `[sources.<id>] type = "microsoft_defender_for_cloud"`, with `[sources.<id>.auth]`.
@@ -68,26 +65,16 @@ impl DefenderCloudConfig {
 
 /// Reads Defender for Cloud alerts as a [`Source`].
 pub struct DefenderCloudSource {
-    id: String,
     config: DefenderCloudConfig,
-    client: MicrosoftClient,
-    done: BTreeSet<String>,
+    runner: FeedRunner,
 }
 
 impl DefenderCloudSource {
     /// A source with an ARM client for `config.auth`.
     pub fn connect(id: &str, config: &DefenderCloudConfig) -> Result<DefenderCloudSource> {
-        let fail = |message: String| IngestError::Config {
-            source_id: id.to_string(),
-            message,
-        };
-        config.validate().map_err(fail)?;
-        let client = MicrosoftClient::new(&config.auth, ARM_SCOPE).map_err(fail)?;
         Ok(DefenderCloudSource {
-            id: id.to_string(),
             config: config.clone(),
-            client,
-            done: BTreeSet::new(),
+            runner: FeedRunner::connect(id, "ARM", &config.auth, ARM_SCOPE, config.validate())?,
         })
     }
 
@@ -113,33 +100,31 @@ impl DefenderCloudSource {
 #[async_trait]
 impl Source for DefenderCloudSource {
     fn id(&self) -> &str {
-        &self.id
+        &self.runner.source_id
     }
 
     async fn next_page(&mut self, cursor: Option<&str>) -> Result<Option<Page>> {
         let retention = chrono::Duration::from_std(self.config.retention).unwrap_or_default();
         let feeds = self.feeds();
-        let Some(polled) = poll(
-            &self.id,
-            "ARM",
-            &self.config.auth.tenant_id,
-            &self.client,
-            &feeds,
-            &mut self.done,
-            cursor,
-            retention,
-            retention,
-        )
-        .await?
+        let Some(polled) = self
+            .runner
+            .next(&feeds, cursor, retention, retention)
+            .await?
         else {
             return Ok(None);
         };
         let mut page = Page::default();
         let at = format!("arm/{}/page {}", polled.feed.name, polled.page_no);
         for (i, record) in polled.page.records.iter().enumerate() {
-            push_record(&self.id, &mut page, record, format!("{at}[{i}]"), None);
+            push_record(
+                &self.runner.source_id,
+                &mut page,
+                record,
+                format!("{at}[{i}]"),
+                None,
+            );
         }
-        unkeyed_to_dead_letters(&self.id, &mut page, polled.page.unkeyed, &at);
+        unkeyed_to_dead_letters(&self.runner.source_id, &mut page, polled.page.unkeyed, &at);
         page.cursor = Some(polled.cursor);
         Ok(Some(page))
     }

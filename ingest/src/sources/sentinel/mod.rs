@@ -6,7 +6,6 @@
 //! de-duplicated by `(name, lastModifiedTimeUtc)` inside the look-back overlap. The alerts of
 //! an incident come from its `alerts` list action (a POST), in the same page.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,10 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::serde_duration;
 use crate::error::{IngestError, Result};
-use crate::microsoft::odata::{Feed, parse_list, poll};
-use crate::microsoft::{
-    ARM_SCOPE, ConnectionConfig, MicrosoftClient, push_record, unkeyed_to_dead_letters,
-};
+use crate::microsoft::odata::{Feed, FeedRunner, parse_list};
+use crate::microsoft::{ARM_SCOPE, ConnectionConfig, push_record, unkeyed_to_dead_letters};
 use crate::source::{Page, Source};
 
 /// A Sentinel workspace.
@@ -100,26 +97,22 @@ impl SentinelConfig {
 
 /// Reads Sentinel incidents (and their alerts) as a [`Source`].
 pub struct SentinelSource {
-    id: String,
     config: SentinelConfig,
-    client: MicrosoftClient,
-    done: BTreeSet<String>,
+    runner: FeedRunner,
 }
 
 impl SentinelSource {
     /// A source with an ARM client for `config.auth`.
     pub fn connect(id: &str, config: &SentinelConfig) -> Result<SentinelSource> {
-        let fail = |message: String| IngestError::Config {
-            source_id: id.to_string(),
-            message,
-        };
-        config.validate().map_err(fail)?;
-        let client = MicrosoftClient::new(&config.auth, ARM_SCOPE).map_err(fail)?;
         Ok(SentinelSource {
-            id: id.to_string(),
             config: config.clone(),
-            client,
-            done: BTreeSet::new(),
+            runner: FeedRunner::connect(
+                id,
+                "Sentinel",
+                &config.auth,
+                ARM_SCOPE,
+                config.validate(),
+            )?,
         })
     }
 
@@ -156,22 +149,23 @@ impl SentinelSource {
             self.config.arm_url.trim_end_matches('/'),
             self.config.api_version
         );
-        let body = self
-            .client
-            .post(&url, "{}")
-            .await
-            .map_err(|e| IngestError::Upstream {
-                source_id: self.id.clone(),
-                status: e.status,
-                retry_after: None,
-                message: format!(
-                    "Sentinel entities of incident {incident_id} failed: {}",
-                    e.message
-                ),
-            })?;
+        let body =
+            self.runner
+                .client
+                .post(&url, "{}")
+                .await
+                .map_err(|e| IngestError::Upstream {
+                    source_id: self.runner.source_id.clone(),
+                    status: e.status,
+                    retry_after: None,
+                    message: format!(
+                        "Sentinel entities of incident {incident_id} failed: {}",
+                        e.message
+                    ),
+                })?;
         let parsed: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| IngestError::Upstream {
-                source_id: self.id.clone(),
+                source_id: self.runner.source_id.clone(),
                 status: None,
                 retry_after: None,
                 message: format!(
@@ -230,29 +224,30 @@ impl SentinelSource {
             self.config.arm_url.trim_end_matches('/'),
             self.config.api_version
         );
-        let body = self
-            .client
-            .post(&url, "{}")
-            .await
-            .map_err(|e| IngestError::Upstream {
-                source_id: self.id.clone(),
-                status: e.status,
-                retry_after: None,
-                message: format!(
-                    "Sentinel alerts of incident {incident_id} failed: {}",
-                    e.message
-                ),
-            })?;
+        let body =
+            self.runner
+                .client
+                .post(&url, "{}")
+                .await
+                .map_err(|e| IngestError::Upstream {
+                    source_id: self.runner.source_id.clone(),
+                    status: e.status,
+                    retry_after: None,
+                    message: format!(
+                        "Sentinel alerts of incident {incident_id} failed: {}",
+                        e.message
+                    ),
+                })?;
         let (alerts, _) =
             parse_list(&body, "nextLink").map_err(|message| IngestError::Upstream {
-                source_id: self.id.clone(),
+                source_id: self.runner.source_id.clone(),
                 status: None,
                 retry_after: None,
                 message: format!("Sentinel alerts of incident {incident_id}: {message}"),
             })?;
         for (i, alert) in alerts.iter().enumerate() {
             push_record(
-                &self.id,
+                &self.runner.source_id,
                 page,
                 alert,
                 format!("arm{incident_id}/alerts[{i}]"),
@@ -266,32 +261,26 @@ impl SentinelSource {
 #[async_trait]
 impl Source for SentinelSource {
     fn id(&self) -> &str {
-        &self.id
+        &self.runner.source_id
     }
 
     async fn next_page(&mut self, cursor: Option<&str>) -> Result<Option<Page>> {
         let lookback = chrono::Duration::from_std(self.config.lookback).unwrap_or_default();
         let initial = chrono::Duration::from_std(self.config.initial_lookback).unwrap_or_default();
         let feeds = self.feeds();
-        let Some(polled) = poll(
-            &self.id,
-            "Sentinel",
-            &self.config.auth.tenant_id,
-            &self.client,
-            &feeds,
-            &mut self.done,
-            cursor,
-            lookback,
-            initial,
-        )
-        .await?
-        else {
+        let Some(polled) = self.runner.next(&feeds, cursor, lookback, initial).await? else {
             return Ok(None);
         };
         let mut page = Page::default();
         let at = format!("arm/{}/page {}", polled.feed.name, polled.page_no);
         for (i, record) in polled.page.records.iter().enumerate() {
-            push_record(&self.id, &mut page, record, format!("{at}[{i}]"), None);
+            push_record(
+                &self.runner.source_id,
+                &mut page,
+                record,
+                format!("{at}[{i}]"),
+                None,
+            );
             if let (Some(incident), Some(id)) = (
                 page.findings.last_mut(),
                 record.value.get("id").and_then(|v| v.as_str()),
@@ -305,7 +294,7 @@ impl Source for SentinelSource {
                 self.alerts(&mut page, id).await?;
             }
         }
-        unkeyed_to_dead_letters(&self.id, &mut page, polled.page.unkeyed, &at);
+        unkeyed_to_dead_letters(&self.runner.source_id, &mut page, polled.page.unkeyed, &at);
         page.cursor = Some(polled.cursor);
         Ok(Some(page))
     }
