@@ -8,7 +8,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::fakes::graph::{FakeGraph, Fault};
-use crate::{ingest_source, repo_root, stdout, stored_count, stored_findings};
+use crate::{ingest_source, repo_root, stdout, stored_count, stored_findings, succeeded};
 
 const TENANT: &str = "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c";
 
@@ -91,12 +91,7 @@ fn every_record_once_redirects_followed_and_late_records_caught() {
     let cfg = config(dir.path(), &fake.url(), "");
 
     let first = ingest_source(dir.path(), &cfg, "defender");
-    let text = stdout(&first);
-    assert!(
-        first.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    let text = succeeded(&first);
     // 7 alerts; incident 100 with its 2 alerts (already stored); 101 and, through its
     // redirect, 102 with an alert of its own.
     assert!(
@@ -156,12 +151,7 @@ fn faults_lose_nothing_tokens_refresh_and_retry_after_is_honoured() {
 
     fake.recover();
     let resumed = ingest_source(dir.path(), &cfg, "defender");
-    let text = stdout(&resumed);
-    assert!(
-        resumed.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    let text = succeeded(&resumed);
     assert!(
         text.contains("Ingested 1 records"),
         "only the failed page is read again: {text}"
@@ -195,12 +185,7 @@ fn entra_sign_ins_arrive_as_authentication_records() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path(), &fake.url(), "feeds = [\"signins\"]");
     let out = ingest_source(dir.path(), &cfg, "defender");
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeded(&out);
     assert!(
         text.contains("Ingested 2 records: 2 findings (2 new or updated"),
         "{text}"

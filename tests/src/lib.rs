@@ -154,6 +154,17 @@ pub fn stored_count(dir: &Path) -> i64 {
     with_store(dir, async |s| s.counts().await.expect("counts").findings)
 }
 
+/// Standard output of a run that must have succeeded (the failure shows both outputs).
+pub fn succeeded(o: &Output) -> String {
+    let text = stdout(o);
+    assert!(
+        o.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    text
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

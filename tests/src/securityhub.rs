@@ -11,7 +11,7 @@ use cairn_correlate::Store;
 
 use crate::fakes::securityhub::{FakeSecurityHub, Fault};
 use crate::moto::Moto;
-use crate::{ingest_source, repo_root, run, stdout, stored_count, with_store};
+use crate::{ingest_source, repo_root, run, stdout, stored_count, succeeded, with_store};
 
 fn samples() -> Vec<Value> {
     let text =
@@ -51,12 +51,7 @@ fn moto_every_finding_once_nothing_new_twice_and_updates_replace() {
     // Small pages: 62 findings in 9 pages must lose nothing.
     let cfg = config(dir.path(), &moto.url(), "page_size = 7");
     let first = ingest_source(dir.path(), &cfg, "sechub");
-    let text = stdout(&first);
-    assert!(
-        first.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    let text = succeeded(&first);
     assert!(
         text.contains(&format!(
             "Ingested {expected} records: {expected} findings ({expected} new or updated"
@@ -114,12 +109,7 @@ fn moto_with_an_assumed_role_per_account() {
         "role_arns = [\"arn:aws:iam::123456789012:role/CairnSecurityHubReader\"]\nexternal_id = \"cairn-test\"",
     );
     let out = ingest_source(dir.path(), &cfg, "sechub");
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeded(&out);
     let expected = distinct(&findings);
     assert!(
         text.contains(&format!("Ingested {expected} records")),
@@ -161,12 +151,7 @@ fn get_findings_v2_reads_ocsf_findings_from_a_fake() {
         "api = \"get_findings_v2\"\npage_size = 2",
     );
     let out = ingest_source(dir.path(), &cfg, "sechub");
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeded(&out);
     assert!(
         text.contains("Ingested 5 records: 5 findings (5 new or updated"),
         "{text}"
@@ -236,12 +221,7 @@ fn faults_lose_nothing_and_a_failed_page_is_not_committed() {
 
     fake.recover();
     let resumed = ingest_source(dir.path(), &cfg, "sechub");
-    let text = stdout(&resumed);
-    assert!(
-        resumed.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    let text = succeeded(&resumed);
     assert!(
         text.contains("Ingested 8 records: 8 findings (8 new or updated"),
         "{text}"
@@ -287,12 +267,7 @@ fn findings_that_join_an_incident_are_written_back_once() {
             "sechub",
         ],
     );
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeded(&out);
     assert!(
         text.contains("Security Hub write-back (sechub): 1 findings marked NOTIFIED"),
         "{text}"

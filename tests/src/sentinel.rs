@@ -6,7 +6,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::fakes::graph::FakeGraph;
-use crate::{ingest_source, repo_root, stdout, stored_findings};
+use crate::{ingest_source, repo_root, stdout, stored_findings, succeeded};
 
 const TENANT: &str = "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c";
 
@@ -41,12 +41,7 @@ fn defender_for_cloud_alerts_once_and_status_changes_as_new_versions() {
         "[sources.azure]\ntype = \"microsoft_defender_for_cloud\"\nsubscriptions = [\"20ff7fc3-e762-44dd-bd96-b71116dcdc23\"]\nretention = \"3650d\"",
     );
     let first = ingest_source(dir.path(), &cfg, "azure");
-    let text = stdout(&first);
-    assert!(
-        first.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    let text = succeeded(&first);
     assert!(
         text.contains("Ingested 3 records: 3 findings (3 new or updated"),
         "{text}"
@@ -99,12 +94,7 @@ fn sentinel_incidents_with_their_alerts() {
          workspaces = [{ subscription_id = \"d0cfe6b2-9ac0-4464-9919-dccaee2e48c0\", resource_group = \"myRg\", workspace = \"myWorkspace\" }]",
     );
     let first = ingest_source(dir.path(), &cfg, "azure");
-    let text = stdout(&first);
-    assert!(
-        first.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    let text = succeeded(&first);
     assert!(
         text.contains("Ingested 2 records: 2 findings (2 new or updated"),
         "{text}"
