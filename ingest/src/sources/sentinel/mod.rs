@@ -141,28 +141,32 @@ impl SentinelSource {
             .collect()
     }
 
-    /// Puts the incident's entities (accounts, hosts, IPs; `POST {incident}/entities`) on its
-    /// finding, so it merges with what other sources say about the same person or machine.
-    async fn entities(&self, incident: &mut crate::Finding, incident_id: &str) -> Result<()> {
+    /// `POST {incident}/{action}` (the incident's `alerts` or `entities`).
+    async fn list_action(&self, incident_id: &str, action: &str) -> Result<Vec<u8>> {
         let url = format!(
-            "{}{incident_id}/entities?api-version={}",
+            "{}{incident_id}/{action}?api-version={}",
             self.config.arm_url.trim_end_matches('/'),
             self.config.api_version
         );
-        let body =
-            self.runner
-                .client
-                .post(&url, "{}")
-                .await
-                .map_err(|e| IngestError::Upstream {
-                    source_id: self.runner.source_id.clone(),
-                    status: e.status,
-                    retry_after: None,
-                    message: format!(
-                        "Sentinel entities of incident {incident_id} failed: {}",
-                        e.message
-                    ),
-                })?;
+        self.runner
+            .client
+            .post(&url, "{}")
+            .await
+            .map_err(|e| IngestError::Upstream {
+                source_id: self.runner.source_id.clone(),
+                status: e.status,
+                retry_after: None,
+                message: format!(
+                    "Sentinel {action} of incident {incident_id} failed: {}",
+                    e.message
+                ),
+            })
+    }
+
+    /// Puts the incident's entities (accounts, hosts, IPs; `POST {incident}/entities`) on its
+    /// finding, so it merges with what other sources say about the same person or machine.
+    async fn entities(&self, incident: &mut crate::Finding, incident_id: &str) -> Result<()> {
+        let body = self.list_action(incident_id, "entities").await?;
         let parsed: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| IngestError::Upstream {
                 source_id: self.runner.source_id.clone(),
@@ -219,25 +223,7 @@ impl SentinelSource {
 
     /// The alerts of one incident (`POST {incident}/alerts`).
     async fn alerts(&self, page: &mut Page, incident_id: &str) -> Result<()> {
-        let url = format!(
-            "{}{incident_id}/alerts?api-version={}",
-            self.config.arm_url.trim_end_matches('/'),
-            self.config.api_version
-        );
-        let body =
-            self.runner
-                .client
-                .post(&url, "{}")
-                .await
-                .map_err(|e| IngestError::Upstream {
-                    source_id: self.runner.source_id.clone(),
-                    status: e.status,
-                    retry_after: None,
-                    message: format!(
-                        "Sentinel alerts of incident {incident_id} failed: {}",
-                        e.message
-                    ),
-                })?;
+        let body = self.list_action(incident_id, "alerts").await?;
         let (alerts, _) =
             parse_list(&body, "nextLink").map_err(|message| IngestError::Upstream {
                 source_id: self.runner.source_id.clone(),
