@@ -148,18 +148,27 @@ pub async fn run_pass(
     let mut findings: Vec<Finding> = store.findings_since(since).await?;
     report.findings = findings.len();
     let before: Vec<Option<String>> = findings.iter().map(|f| f.identity_id.clone()).collect();
+    let directory = store.directory_objects().await?;
     let mut keys: Vec<String> = findings
         .iter()
         .flat_map(|f| f.identity_keys.iter().cloned())
+        .chain(directory.iter().flat_map(|o| o.keys.iter().cloned()))
         .collect();
     keys.sort();
     keys.dedup();
     let known = store.identity_assignments(&keys).await?;
-    let resolution = identity::resolve(&mut findings, &known);
+    let resolution = identity::resolve(&mut findings, &directory, &known);
     report.identities_changed = resolution.findings_changed;
-    if !resolution.assignments.is_empty() || !resolution.aliases.is_empty() {
+    if !resolution.assignments.is_empty()
+        || !resolution.aliases.is_empty()
+        || !resolution.links.is_empty()
+    {
         store
-            .record_identities(&resolution.assignments, &resolution.aliases)
+            .record_identities(
+                &resolution.assignments,
+                &resolution.aliases,
+                &resolution.links,
+            )
             .await?;
     }
     if report.identities_changed > 0 {

@@ -2,9 +2,14 @@
 //!
 //! Each finding carries `identity_keys`, the identifiers it asserts for one principal (a
 //! Graph `userEvidence` gives UPN, on-premises SID, sAMAccountName and Entra object id
-//! together; a Windows logon gives name, domain and SID). Keys that appear together in one
-//! record belong to one account, and accounts that share a key are one identity: the
-//! resolver joins them with a union-find.
+//! together; a Windows logon gives name, domain and SID). Directory objects do the same with
+//! authority: an AD user's objectSid, objectGUID, `DOMAIN\sam` and UPN; an Entra user's
+//! object id, UPN, `onPremisesSecurityIdentifier` and `onPremisesImmutableId` (the AD
+//! objectGUID); an Identity Center user's id, user name and e-mails. Keys that appear
+//! together in one record or object belong to one account, and accounts that share a key
+//! are one identity: the resolver joins them with a union-find and records, for every join
+//! it makes, the [`Link`] and its reason. Display names never link anything: two people may
+//! share one.
 //!
 //! Ids are stable. A new identity is named by its most recognisable key (a UPN, else
 //! `domain\sam`, else the Entra id, else the SID) and that name is stored for every key. When
@@ -16,8 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use cairn_ingest::Finding;
 use cairn_ingest::normalize::identity::{display_key, key_rank};
+use cairn_ingest::{DirectoryKind, DirectoryObject, Finding};
 
 /// An identity id already assigned to a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +42,20 @@ pub struct Resolution {
     pub assignments: BTreeMap<String, String>,
     /// Identity ids absorbed by another: old id → surviving id.
     pub aliases: BTreeMap<String, String>,
+    /// The joins this resolution made between keys not yet known to be one identity.
+    pub links: Vec<Link>,
+}
+
+/// Why two identity keys are one identity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Link {
+    /// One key.
+    pub a: String,
+    /// The other key.
+    pub b: String,
+    /// What said they are one account ("one user in directory ad: Alice Smith", "named
+    /// together in defender record da123").
+    pub reason: String,
 }
 
 /// Disjoint sets over interned identity keys.
@@ -67,11 +86,28 @@ impl UnionFind {
         i
     }
 
-    fn union(&mut self, a: usize, b: usize) {
+    /// Joins the sets of `a` and `b`; returns whether they were apart.
+    fn union(&mut self, a: usize, b: usize) -> bool {
         let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-            self.parent[hi] = lo;
+        if ra == rb {
+            return false;
+        }
+        let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+        self.parent[hi] = lo;
+        true
+    }
+
+    /// Joins all `keys` as one account, recording a link for every join that was news.
+    fn assert_same(&mut self, keys: &[String], reason: impl Fn() -> String, links: &mut Vec<Link>) {
+        let ids: Vec<usize> = keys.iter().map(|k| self.intern(k)).collect();
+        for (pair, names) in ids.windows(2).zip(keys.windows(2)) {
+            if self.union(pair[0], pair[1]) {
+                links.push(Link {
+                    a: names[0].clone(),
+                    b: names[1].clone(),
+                    reason: reason(),
+                });
+            }
         }
     }
 }
@@ -88,15 +124,37 @@ fn id_rank(id: &str) -> u8 {
     }
 }
 
-/// Resolves `identity_id` for every finding in place, given the ids already assigned to
-/// (some of) their keys.
-pub fn resolve(findings: &mut [Finding], known: &HashMap<String, Assigned>) -> Resolution {
+/// Resolves `identity_id` for every finding in place, given the directory's accounts and
+/// the ids already assigned to (some of) the keys.
+pub fn resolve(
+    findings: &mut [Finding],
+    directory: &[DirectoryObject],
+    known: &HashMap<String, Assigned>,
+) -> Resolution {
     let mut uf = UnionFind::default();
-    for f in findings.iter() {
-        let ids: Vec<usize> = f.identity_keys.iter().map(|k| uf.intern(k)).collect();
-        for pair in ids.windows(2) {
-            uf.union(pair[0], pair[1]);
-        }
+    let mut links = Vec::new();
+    // Directory objects first, in a fixed order, so that links name the directory's word
+    // before an event's whenever both say the same.
+    let mut accounts: Vec<&DirectoryObject> = directory
+        .iter()
+        .filter(|o| o.kind != DirectoryKind::Group)
+        .collect();
+    accounts.sort_by(|a, b| (&a.source, &a.uid).cmp(&(&b.source, &b.uid)));
+    for o in accounts {
+        uf.assert_same(&o.keys, || o.reason(), &mut links);
+    }
+    let mut order: Vec<usize> = (0..findings.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&findings[a], &findings[b]);
+        (a.time, &a.source, &a.finding_uid).cmp(&(b.time, &b.source, &b.finding_uid))
+    });
+    for i in order {
+        let f = &findings[i];
+        uf.assert_same(
+            &f.identity_keys,
+            || format!("named together in {} record {}", f.source, f.finding_uid),
+            &mut links,
+        );
     }
     // Keys known to belong to one identity stay together even if no record in this window
     // names them together.
@@ -104,7 +162,9 @@ pub fn resolve(findings: &mut [Finding], known: &HashMap<String, Assigned>) -> R
     for i in 0..uf.keys.len() {
         if let Some(a) = known.get(&uf.keys[i]) {
             match by_known_id.get(a.identity_id.as_str()) {
-                Some(&j) => uf.union(i, j),
+                Some(&j) => {
+                    uf.union(i, j);
+                }
                 None => {
                     by_known_id.insert(a.identity_id.as_str(), i);
                 }
@@ -118,7 +178,15 @@ pub fn resolve(findings: &mut [Finding], known: &HashMap<String, Assigned>) -> R
         let root = uf.find(i);
         sets.entry(root).or_default().push(i);
     }
-    let mut resolution = Resolution::default();
+    // A join of two keys already assigned to one identity was explained when it was made.
+    links.retain(|l| match (known.get(&l.a), known.get(&l.b)) {
+        (Some(a), Some(b)) => a.identity_id != b.identity_id,
+        _ => true,
+    });
+    let mut resolution = Resolution {
+        links,
+        ..Resolution::default()
+    };
     let mut id_of_root: HashMap<usize, String> = HashMap::new();
     for (root, members) in &sets {
         let survivor = members
@@ -217,7 +285,7 @@ mod tests {
             finding("other", &["sam:offsec\\bob"]),
             finding("none", &[]),
         ];
-        let r = resolve(&mut fs, &HashMap::new());
+        let r = resolve(&mut fs, &[], &HashMap::new());
         assert_eq!(r.findings_changed, 5);
         let ids: Vec<_> = fs.iter().map(|f| f.identity_id.as_deref()).collect();
         assert_eq!(
@@ -232,7 +300,7 @@ mod tests {
             ]
         );
         assert!(r.aliases.is_empty());
-        let again = resolve(&mut fs, &known(&r, 0));
+        let again = resolve(&mut fs, &[], &known(&r, 0));
         assert_eq!(
             again,
             Resolution::default(),
@@ -246,7 +314,7 @@ mod tests {
             "ad",
             &["sam:offsec\\admmig", "sid:S-1-5-21-1-2-3-1111"],
         )];
-        let first = resolve(&mut ad, &HashMap::new());
+        let first = resolve(&mut ad, &[], &HashMap::new());
         assert_eq!(ad[0].identity_id.as_deref(), Some("offsec\\admmig"));
         let mut later = vec![
             finding("ad", &["sam:offsec\\admmig", "sid:S-1-5-21-1-2-3-1111"]),
@@ -256,7 +324,7 @@ mod tests {
             ),
             finding("aws", &["upn:admmig@offsec.lan"]),
         ];
-        let second = resolve(&mut later, &known(&first, 0));
+        let second = resolve(&mut later, &[], &known(&first, 0));
         assert!(
             later
                 .iter()
@@ -278,14 +346,14 @@ mod tests {
             "ad",
             &["sam:offsec\\admmig", "sid:S-1-5-21-1-2-3-1111"],
         )];
-        let mut known_ids = known(&resolve(&mut ad, &HashMap::new()), 100);
+        let mut known_ids = known(&resolve(&mut ad, &[], &HashMap::new()), 100);
         let mut aws = vec![finding("aws", &["upn:admmig@offsec.lan"])];
-        known_ids.extend(known(&resolve(&mut aws, &HashMap::new()), 200));
+        known_ids.extend(known(&resolve(&mut aws, &[], &HashMap::new()), 200));
         let mut link = vec![finding(
             "graph",
             &["upn:admmig@offsec.lan", "sid:S-1-5-21-1-2-3-1111"],
         )];
-        let r = resolve(&mut link, &known_ids);
+        let r = resolve(&mut link, &[], &known_ids);
         assert_eq!(link[0].identity_id.as_deref(), Some("offsec\\admmig"));
         assert_eq!(
             r.aliases.get("admmig@offsec.lan").map(String::as_str),
@@ -308,8 +376,8 @@ mod tests {
         let mut forward = make();
         let mut backward = make();
         backward.reverse();
-        resolve(&mut forward, &HashMap::new());
-        resolve(&mut backward, &HashMap::new());
+        resolve(&mut forward, &[], &HashMap::new());
+        resolve(&mut backward, &[], &HashMap::new());
         backward.reverse();
         let a: Vec<_> = forward.iter().map(|f| f.identity_id.clone()).collect();
         let b: Vec<_> = backward.iter().map(|f| f.identity_id.clone()).collect();

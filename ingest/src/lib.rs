@@ -7,9 +7,11 @@
 //! - [`source`]: the [`Source`] trait that every feed implements; [`sources`] holds the
 //!   implementations, one folder each, registered in [`sources::SourceConfig`];
 //! - [`reader`]: JSON / NDJSON / gzip reading with positions for error reports;
+//! - [`directory`]: accounts and groups of AD, Entra ID and AWS, for identity resolution;
 //! - [`dead_letter`]: records that could not be used, kept with their reason.
 
 pub mod dead_letter;
+pub mod directory;
 pub mod duration;
 pub mod error;
 pub mod incremental;
@@ -21,6 +23,7 @@ pub mod source;
 pub mod sources;
 
 pub use dead_letter::DeadLetter;
+pub use directory::{DirectoryKind, DirectoryObject, DirectorySync};
 pub use error::{IngestError, Result};
 pub use schema::{Finding, FindingBatchBuilder, Severity, finding_schema, to_record_batch};
 pub use source::{Page, Source};

@@ -36,6 +36,10 @@ pub const CLASS_GROUP_MANAGEMENT: i32 = 3006;
 pub const CLASS_PROCESS_ACTIVITY: i32 = 1007;
 /// OCSF class `Network File Activity` (4010): access to files on shares.
 pub const CLASS_NETWORK_FILE_ACTIVITY: i32 = 4010;
+/// OCSF class `File System Activity` (1001): local objects opened, read, deleted.
+pub const CLASS_FILE_ACTIVITY: i32 = 1001;
+/// OCSF class `Network Activity` (4001): connections allowed or blocked.
+pub const CLASS_NETWORK_ACTIVITY: i32 = 4001;
 /// OCSF `Base Event` (0): a record that no more specific class describes.
 pub const CLASS_BASE_EVENT: i32 = 0;
 

@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 
 use crate::dead_letter::DeadLetter;
+use crate::directory::{DirectoryObject, DirectorySync};
 use crate::error::Result;
 use crate::schema::Finding;
 
@@ -23,12 +24,16 @@ pub struct Page {
     pub cursor: Option<String>,
     /// Input bytes consumed by this page, for progress reporting.
     pub bytes: u64,
+    /// Directory objects (accounts and groups) of a directory source.
+    pub directory: Vec<DirectoryObject>,
+    /// Set by directory sources: which synchronisation the page belongs to.
+    pub directory_sync: Option<DirectorySync>,
 }
 
 impl Page {
-    /// Records read in this page: findings plus dead letters.
+    /// Records read in this page: findings, directory objects and dead letters.
     pub fn records(&self) -> usize {
-        self.findings.len() + self.dead_letters.len()
+        self.findings.len() + self.directory.len() + self.dead_letters.len()
     }
 }
 

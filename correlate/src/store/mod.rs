@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use cairn_ingest::{DeadLetter, Finding, Page};
+use cairn_ingest::{DeadLetter, DirectoryObject, Finding, Page};
 
 use crate::error::Result;
 
@@ -46,6 +46,10 @@ pub struct PageStats {
     pub unchanged: u64,
     /// Dead letters recorded (repeats of a known one are not counted).
     pub dead_letters: u64,
+    /// Directory objects written.
+    pub directory_objects: u64,
+    /// Directory objects removed because a complete synchronisation no longer had them.
+    pub directory_removed: u64,
 }
 
 impl std::ops::AddAssign for PageStats {
@@ -53,7 +57,26 @@ impl std::ops::AddAssign for PageStats {
         self.stored += o.stored;
         self.unchanged += o.unchanged;
         self.dead_letters += o.dead_letters;
+        self.directory_objects += o.directory_objects;
+        self.directory_removed += o.directory_removed;
     }
+}
+
+/// Everything the store knows about one identity, for `cairn identity show`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IdentityExplanation {
+    /// The canonical identity id.
+    pub identity_id: String,
+    /// Its keys, in the order they were assigned.
+    pub keys: Vec<String>,
+    /// Ids it absorbed when records linked them to it.
+    pub aliases: Vec<String>,
+    /// Why its keys are one identity.
+    pub links: Vec<crate::identity::Link>,
+    /// Directory accounts that hold any of its keys.
+    pub directory: Vec<cairn_ingest::DirectoryObject>,
+    /// Findings in the store resolved to it.
+    pub findings: i64,
 }
 
 /// Where an incident is in the analyst's workflow.
@@ -292,15 +315,22 @@ pub trait Store: Send + Sync {
         &self,
         keys: &[String],
     ) -> Result<std::collections::HashMap<String, crate::identity::Assigned>>;
-    /// Records key → identity assignments and absorbed ids (old → surviving). Everything keyed
-    /// on an absorbed id moves to the survivor in the same transaction: findings, identity
-    /// detections (re-keyed, or folded into the survivor's detection of the same rule and
-    /// bucket) and incident entities.
+    /// Records key → identity assignments, absorbed ids (old → surviving) and the links that
+    /// explain them. Everything keyed on an absorbed id moves to the survivor in the same
+    /// transaction: findings, identity detections (re-keyed, or folded into the survivor's
+    /// detection of the same rule and bucket) and incident entities.
     async fn record_identities(
         &self,
         assignments: &std::collections::BTreeMap<String, String>,
         aliases: &std::collections::BTreeMap<String, String>,
+        links: &[crate::identity::Link],
     ) -> Result<()>;
+    /// Every directory object of every directory source.
+    async fn directory_objects(&self) -> Result<Vec<DirectoryObject>>;
+    /// The identity a key is assigned to, following aliases.
+    async fn identity_of_key(&self, key: &str) -> Result<Option<String>>;
+    /// What the store knows about an identity (by id or absorbed id).
+    async fn identity_explanation(&self, identity_id: &str) -> Result<Option<IdentityExplanation>>;
     /// Every absorbed identity id and the id that absorbed it.
     async fn identity_aliases(&self) -> Result<std::collections::HashMap<String, String>>;
     /// Stored detections with these ids.

@@ -16,12 +16,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row};
 
-use cairn_ingest::{DeadLetter, Finding, Page, Severity};
+use cairn_ingest::{DeadLetter, DirectoryObject, Finding, Page, Severity};
 
 use super::{
-    CorrelationChanges, Detection, Entity, IdentityUpdate, Incident, IncidentDetail,
-    IncidentFilter, IncidentPage, IncidentStatus, MergeReason, PageStats, PendingWriteBack, Store,
-    StoreCounts, StoredDeadLetter,
+    CorrelationChanges, Detection, Entity, IdentityExplanation, IdentityUpdate, Incident,
+    IncidentDetail, IncidentFilter, IncidentPage, IncidentStatus, MergeReason, PageStats,
+    PendingWriteBack, Store, StoreCounts, StoredDeadLetter,
 };
 use crate::error::{CorrelateError, Result};
 
@@ -382,6 +382,38 @@ impl Store for SqliteStore {
             .map_err(CorrelateError::storage(ctx()))?;
             stats.dead_letters += done.rows_affected();
         }
+        if let Some(sync) = page.directory_sync {
+            let at = ms(sync.started_at);
+            for o in &page.directory {
+                sqlx::query(
+                    "INSERT INTO directory_objects (source, uid, kind, display_name, object, synced_at) \
+                     VALUES (?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (source, uid) DO UPDATE SET kind = excluded.kind, \
+                       display_name = excluded.display_name, object = excluded.object, \
+                       synced_at = excluded.synced_at",
+                )
+                .bind(&o.source)
+                .bind(&o.uid)
+                .bind(o.kind.as_str())
+                .bind(&o.display_name)
+                .bind(to_json(o))
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(CorrelateError::storage(ctx()))?;
+                stats.directory_objects += 1;
+            }
+            if sync.complete {
+                let gone =
+                    sqlx::query("DELETE FROM directory_objects WHERE source = ? AND synced_at < ?")
+                        .bind(source_id)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(CorrelateError::storage(ctx()))?;
+                stats.directory_removed += gone.rows_affected();
+            }
+        }
         if let Some(c) = &page.cursor {
             sqlx::query(
                 "INSERT INTO source_cursors (source_id, cursor, updated_at) VALUES (?, ?, ?) \
@@ -507,6 +539,7 @@ impl Store for SqliteStore {
         &self,
         assignments: &std::collections::BTreeMap<String, String>,
         aliases: &std::collections::BTreeMap<String, String>,
+        links: &[crate::identity::Link],
     ) -> Result<()> {
         let ctx = "recording identity assignments";
         let now = ms(Utc::now());
@@ -515,6 +548,19 @@ impl Store for SqliteStore {
             .begin()
             .await
             .map_err(CorrelateError::storage(ctx))?;
+        for l in links {
+            sqlx::query(
+                "INSERT INTO identity_links (key_a, key_b, reason, at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&l.a)
+            .bind(&l.b)
+            .bind(&l.reason)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+        }
         for (key, id) in assignments {
             sqlx::query(
                 "INSERT INTO identity_keys (key, identity_id, assigned_at) VALUES (?, ?, ?) \
@@ -555,6 +601,96 @@ impl Store for SqliteStore {
             move_identity(&mut tx, alias, id).await?;
         }
         tx.commit().await.map_err(CorrelateError::storage(ctx))
+    }
+
+    async fn directory_objects(&self) -> Result<Vec<DirectoryObject>> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT object FROM directory_objects ORDER BY source, uid")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(CorrelateError::storage("reading directory objects"))?;
+        rows.iter()
+            .map(|o| from_json("directory object", o))
+            .collect()
+    }
+
+    async fn identity_of_key(&self, key: &str) -> Result<Option<String>> {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT identity_id FROM identity_keys WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(CorrelateError::storage(format!(
+                    "reading the identity of {key}"
+                )))?;
+        Ok(id)
+    }
+
+    async fn identity_explanation(&self, identity_id: &str) -> Result<Option<IdentityExplanation>> {
+        let ctx = || format!("explaining identity {identity_id}");
+        let surviving: Option<String> =
+            sqlx::query_scalar("SELECT identity_id FROM identity_aliases WHERE alias = ?")
+                .bind(identity_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(CorrelateError::storage(ctx()))?;
+        let id = surviving.unwrap_or_else(|| identity_id.to_string());
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT key FROM identity_keys WHERE identity_id = ? ORDER BY assigned_at, key",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage(ctx()))?;
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let aliases: Vec<String> = sqlx::query_scalar(
+            "SELECT alias FROM identity_aliases WHERE identity_id = ? ORDER BY at, alias",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage(ctx()))?;
+        let rows = sqlx::query(
+            "SELECT l.key_a, l.key_b, l.reason FROM identity_links l \
+             JOIN identity_keys k ON k.key = l.key_a WHERE k.identity_id = ? ORDER BY l.at, l.key_a, l.key_b",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage(ctx()))?;
+        let links = rows
+            .iter()
+            .map(|r| {
+                Ok(crate::identity::Link {
+                    a: get(r, "key_a")?,
+                    b: get(r, "key_b")?,
+                    reason: get(r, "reason")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let key_set: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
+        let directory = self
+            .directory_objects()
+            .await?
+            .into_iter()
+            .filter(|o| o.keys.iter().any(|k| key_set.contains(k.as_str())))
+            .collect();
+        let findings: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM findings WHERE identity_id = ?")
+                .bind(&id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(CorrelateError::storage(ctx()))?;
+        Ok(Some(IdentityExplanation {
+            identity_id: id,
+            keys,
+            aliases,
+            links,
+            directory,
+            findings,
+        }))
     }
 
     async fn identity_aliases(&self) -> Result<std::collections::HashMap<String, String>> {

@@ -43,6 +43,7 @@ async fn pages_are_idempotent_and_newer_versions_replace_older() {
         )],
         cursor: Some("c1".into()),
         bytes: 10,
+        ..Page::default()
     };
     let first = s.commit_page("file", &page).await.expect("commit");
     assert_eq!(
@@ -50,7 +51,8 @@ async fn pages_are_idempotent_and_newer_versions_replace_older() {
         PageStats {
             stored: 2,
             unchanged: 0,
-            dead_letters: 1
+            dead_letters: 1,
+            ..PageStats::default()
         }
     );
     let again = s.commit_page("file", &page).await.expect("commit again");
@@ -59,7 +61,8 @@ async fn pages_are_idempotent_and_newer_versions_replace_older() {
         PageStats {
             stored: 0,
             unchanged: 2,
-            dead_letters: 0
+            dead_letters: 0,
+            ..PageStats::default()
         }
     );
     assert_eq!(
@@ -88,7 +91,8 @@ async fn pages_are_idempotent_and_newer_versions_replace_older() {
         PageStats {
             stored: 1,
             unchanged: 1,
-            dead_letters: 0
+            dead_letters: 0,
+            ..PageStats::default()
         }
     );
     let stored = s.findings_since(t(-60)).await.expect("read");
@@ -114,7 +118,8 @@ async fn pages_are_idempotent_and_newer_versions_replace_older() {
         PageStats {
             stored: 1,
             unchanged: 1,
-            dead_letters: 0
+            dead_letters: 0,
+            ..PageStats::default()
         }
     );
     let again = s

@@ -11,7 +11,12 @@
 //! | `upn:user@domain` | UPN, e-mail-shaped principal names and AWS session names  |
 //! | `sam:domain\user` | NetBIOS domain and sAMAccountName                          |
 //! | `aad:<guid>`   | Entra ID object id                                          |
+//! | `guid:<guid>`  | AD objectGUID, and Entra's `onPremisesImmutableId` (its base64) |
 //! | `aws:<arn>`    | AWS IAM user ARN                                            |
+//! | `sso:<id>`     | AWS IAM Identity Center user id                             |
+//!
+//! [`normalize_principal`] maps one principal string in any of the forms records write
+//! (`DOMAIN\user`, `user@domain`, an STS assumed-role ARN, a SID, an object id) to its key.
 
 /// Accounts that every Windows host has and that never denote a person.
 const BUILTIN_ACCOUNTS: &[&str] = &[
@@ -104,6 +109,47 @@ impl IdentityKeys {
         self
     }
 
+    /// Adds what an AWS principal ARN says about a person: an IAM user's ARN as itself; for an
+    /// STS assumed-role session (`arn:aws:sts::…:assumed-role/<role>/<session>`), the session
+    /// name when it is a UPN or e-mail, as SAML federation and IAM Identity Center set it.
+    pub fn aws_principal(&mut self, arn: Option<&str>) -> &mut Self {
+        let Some(arn) = arn.map(str::trim) else {
+            return self;
+        };
+        match assumed_role_session(arn) {
+            Some(session) => self.upn(Some(session)),
+            None if arn.contains(":user/") => self.aws_arn(Some(arn)),
+            None => self,
+        }
+    }
+
+    /// Adds an AD objectGUID in its string form.
+    pub fn guid(&mut self, guid: Option<&str>) -> &mut Self {
+        if let Some(g) = guid
+            .map(|g| g.trim().trim_matches(['{', '}']))
+            .filter(|g| is_guid(g))
+        {
+            self.push(format!("guid:{}", g.to_lowercase()));
+        }
+        self
+    }
+
+    /// Adds an Entra `onPremisesImmutableId`: the base64 of the synced AD objectGUID's bytes.
+    pub fn immutable_id(&mut self, immutable_id: Option<&str>) -> &mut Self {
+        if let Some(guid) = immutable_id.and_then(guid_of_immutable_id) {
+            self.push(format!("guid:{guid}"));
+        }
+        self
+    }
+
+    /// Adds an AWS IAM Identity Center (identity store) user id.
+    pub fn sso_user(&mut self, user_id: Option<&str>) -> &mut Self {
+        if let Some(id) = user_id.map(str::trim).filter(|s| !s.is_empty()) {
+            self.push(format!("sso:{}", id.to_lowercase()));
+        }
+        self
+    }
+
     /// The keys collected, in insertion order.
     pub fn into_vec(self) -> Vec<String> {
         self.0
@@ -158,6 +204,94 @@ fn netbios_domain(domain: &str) -> Option<String> {
     Some(lower)
 }
 
+/// The session name of an STS assumed-role ARN, if `arn` is one.
+pub fn assumed_role_session(arn: &str) -> Option<&str> {
+    let (_, resource) = arn
+        .strip_prefix("arn:aws")?
+        .split_once(":sts::")?
+        .1
+        .split_once(':')?;
+    let mut parts = resource.strip_prefix("assumed-role/")?.splitn(2, '/');
+    let _role = parts.next()?;
+    parts.next().filter(|s| !s.is_empty())
+}
+
+/// Formats 16 GUID bytes in Microsoft's mixed-endian string form.
+fn guid_string(b: &[u8; 16]) -> String {
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[3],
+        b[2],
+        b[1],
+        b[0],
+        b[5],
+        b[4],
+        b[7],
+        b[6],
+        b[8],
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
+    )
+}
+
+/// The objectGUID string of the raw 16 bytes LDAP returns for `objectGUID`.
+pub fn guid_of_bytes(bytes: &[u8]) -> Option<String> {
+    let b: &[u8; 16] = bytes.try_into().ok()?;
+    Some(guid_string(b))
+}
+
+/// The objectGUID behind an `onPremisesImmutableId` (base64 of the GUID's bytes).
+pub fn guid_of_immutable_id(immutable_id: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(immutable_id.trim())
+        .ok()?;
+    guid_of_bytes(&bytes)
+}
+
+/// The SID string (`S-1-5-21-…`) of the binary `objectSid` LDAP returns.
+pub fn sid_of_bytes(b: &[u8]) -> Option<String> {
+    if b.len() < 8 {
+        return None;
+    }
+    let count = usize::from(b[1]);
+    if b.len() != 8 + 4 * count {
+        return None;
+    }
+    let authority = b[2..8].iter().fold(0u64, |a, x| (a << 8) | u64::from(*x));
+    let mut s = format!("S-{}-{authority}", b[0]);
+    for i in 0..count {
+        let at = 8 + 4 * i;
+        let sub = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        s.push_str(&format!("-{sub}"));
+    }
+    Some(s)
+}
+
+/// The identity key of one principal string in any form records write it: `DOMAIN\user`,
+/// `user@domain`, an STS assumed-role ARN (its session name), an IAM user ARN, a domain SID or
+/// an Entra object id. `None` for what denotes no person (machine and built-in accounts,
+/// well-known SIDs) or cannot be told apart (a bare name without domain).
+pub fn normalize_principal(principal: &str) -> Option<String> {
+    let p = principal.trim();
+    let mut k = IdentityKeys::new();
+    if p.starts_with("arn:aws") {
+        k.aws_principal(Some(p));
+    } else if p.len() > 2 && p[..2].eq_ignore_ascii_case("s-") {
+        k.sid(Some(p));
+    } else if is_guid(p) {
+        k.aad(Some(p));
+    } else {
+        k.account(None, Some(p));
+    }
+    k.into_vec().into_iter().next()
+}
+
 /// The display form of an identity key: the value without its type prefix.
 pub fn display_key(key: &str) -> &str {
     key.split_once(':').map(|(_, v)| v).unwrap_or(key)
@@ -170,7 +304,8 @@ pub fn key_rank(key: &str) -> u8 {
         Some("sam") => 1,
         Some("aad") => 2,
         Some("sid") => 3,
-        _ => 4,
+        Some("guid") => 4,
+        _ => 5,
     }
 }
 
@@ -205,6 +340,54 @@ mod tests {
             .sid(Some("S-1-5-18"))
             .sid(Some("S-1-0-0"));
         assert!(k.into_vec().is_empty());
+    }
+
+    #[test]
+    fn principals_in_every_form() {
+        for (input, key) in [
+            ("CORP\\Alice", Some("sam:corp\\alice")),
+            ("Alice@Corp.com", Some("upn:alice@corp.com")),
+            (
+                "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Admin_0123/Alice@Corp.com",
+                Some("upn:alice@corp.com"),
+            ),
+            (
+                "arn:aws:iam::111122223333:user/alice",
+                Some("aws:arn:aws:iam::111122223333:user/alice"),
+            ),
+            ("arn:aws:sts::111122223333:assumed-role/ci/build-42", None),
+            ("s-1-5-21-1-2-3-1104", Some("sid:S-1-5-21-1-2-3-1104")),
+            ("S-1-5-18", None),
+            ("CORP\\WS01$", None),
+            ("alice", None),
+        ] {
+            assert_eq!(normalize_principal(input).as_deref(), key, "{input}");
+        }
+    }
+
+    #[test]
+    fn binary_directory_attributes() {
+        // objectSid and objectGUID as LDAP returns them, and the immutable id Entra Connect
+        // derives from that GUID.
+        let sid = [
+            1u8, 5, 0, 0, 0, 0, 0, 5, 21, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0x50, 4, 0,
+            0,
+        ];
+        assert_eq!(sid_of_bytes(&sid).as_deref(), Some("S-1-5-21-1-2-3-1104"));
+        let guid = [
+            0x2c, 0x5a, 0x5b, 0x5e, 0x00, 0x00, 0x00, 0x40, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0xab, 0xcd,
+        ];
+        assert_eq!(
+            guid_of_bytes(&guid).as_deref(),
+            Some("5e5b5a2c-0000-4000-8000-00000000abcd")
+        );
+        use base64::Engine;
+        let immutable = base64::engine::general_purpose::STANDARD.encode(guid);
+        assert_eq!(
+            guid_of_immutable_id(&immutable).as_deref(),
+            Some("5e5b5a2c-0000-4000-8000-00000000abcd")
+        );
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! - evtx JSON (`{"Event": {"System": {...}, "EventData": {...}}}`), as the `evtx` crate and
 //!   `evtx_dump` write it;
 //! - Winlogbeat / Elastic Agent (`{"winlog": {"event_id": ..., "event_data": {...}}}`);
-//! - flat records (NXLog, OTRF/Mordor, Sentinel `SecurityEvent` rows) whose `EventData` names
-//!   are top-level keys beside `EventID` and `Channel`.
+//! - flat records (NXLog, OTRF/Mordor) whose `EventData` names are top-level keys beside
+//!   `EventID` and `Channel`, and Sentinel / Log Analytics `SecurityEvent` rows, whose
+//!   `EventData` column is the event's XML `<EventData>` element as a string.
 //!
 //! Every `EventData` field stays available to rules in `fields`; the principal columns follow
 //! OCSF: for Authentication the `user` is the account that logged on and the `actor` the
@@ -22,8 +23,8 @@ use super::json::{checked_time, meaningful, path, scalar_text, text, truncate};
 use super::{Format, NormalizeError, Normalizer};
 use crate::schema::{
     CLASS_ACCOUNT_CHANGE, CLASS_AUTHENTICATION, CLASS_AUTHORIZE_SESSION, CLASS_BASE_EVENT,
-    CLASS_ENTITY_MANAGEMENT, CLASS_GROUP_MANAGEMENT, CLASS_NETWORK_FILE_ACTIVITY,
-    CLASS_PROCESS_ACTIVITY, Finding, Severity,
+    CLASS_ENTITY_MANAGEMENT, CLASS_FILE_ACTIVITY, CLASS_GROUP_MANAGEMENT, CLASS_NETWORK_ACTIVITY,
+    CLASS_NETWORK_FILE_ACTIVITY, CLASS_PROCESS_ACTIVITY, Finding, Severity,
 };
 
 const FORMAT: &str = "windows_event";
@@ -228,6 +229,16 @@ fn from_flat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
         if FLAT_ENVELOPE.contains(&k.as_str()) {
             continue;
         }
+        if k == "EventData"
+            && let Value::String(xml) = v
+            && xml.trim_start().starts_with('<')
+        {
+            // Log Analytics keeps the parsed columns it knows beside the XML; the XML has all.
+            for (name, value) in event_data_xml(xml)? {
+                data.insert(name, value);
+            }
+            continue;
+        }
         if let Some(t) = scalar_text(v) {
             data.insert(k.clone(), t);
         }
@@ -244,6 +255,78 @@ fn from_flat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
         keywords: text(r, &["Keywords"]),
         data,
     })
+}
+
+/// The `<Data Name="…">value</Data>` pairs of an `<EventData>` XML element, as Log Analytics
+/// stores them in `SecurityEvent.EventData`. Unnamed `<Data>` elements are numbered
+/// (`Data1`, `Data2`, …) as Winlogbeat names them (`param1`…) would clash with real names.
+fn event_data_xml(xml: &str) -> Result<Vec<(String, String)>, NormalizeError> {
+    use quick_xml::Reader;
+    use quick_xml::events::Event;
+
+    let bad = |e: &dyn std::fmt::Display| invalid("EventData", xml, &format!("bad XML: {e}"));
+    let mut reader = Reader::from_str(xml);
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    let mut text = String::new();
+    let mut unnamed = 0usize;
+    loop {
+        match reader.read_event().map_err(|e| bad(&e))? {
+            Event::Start(e) if e.local_name().as_ref() == b"Data" => {
+                let mut name = None;
+                for a in e.attributes() {
+                    let a = a.map_err(|e| bad(&e))?;
+                    if a.key.local_name().as_ref() == b"Name" {
+                        name = Some(
+                            a.decode_and_unescape_value(reader.decoder())
+                                .map_err(|e| bad(&e))?
+                                .into_owned(),
+                        );
+                    }
+                }
+                current = Some(name.unwrap_or_else(|| {
+                    unnamed += 1;
+                    format!("Data{unnamed}")
+                }));
+                text.clear();
+            }
+            Event::Text(t) if current.is_some() => {
+                text.push_str(&t.decode().map_err(|e| bad(&e))?);
+            }
+            Event::GeneralRef(r) if current.is_some() => {
+                let name = r.decode().map_err(|e| bad(&e))?;
+                match quick_xml::escape::resolve_predefined_entity(&name) {
+                    Some(c) => text.push_str(c),
+                    None => match r.resolve_char_ref().map_err(|e| bad(&e))? {
+                        Some(c) => text.push(c),
+                        None => return Err(bad(&format!("unknown entity &{name};"))),
+                    },
+                }
+            }
+            Event::CData(t) if current.is_some() => {
+                text.push_str(&String::from_utf8_lossy(&t.into_inner()));
+            }
+            Event::End(e) if e.local_name().as_ref() == b"Data" => {
+                if let Some(name) = current.take() {
+                    out.push((name, std::mem::take(&mut text)));
+                }
+            }
+            Event::Empty(e) if e.local_name().as_ref() == b"Data" => {
+                // `<Data Name="X" />` is an empty value: keep the name, as evtx does.
+                for a in e.attributes().flatten() {
+                    if a.key.local_name().as_ref() == b"Name" {
+                        out.push((
+                            String::from_utf8_lossy(&a.value).into_owned(),
+                            String::new(),
+                        ));
+                    }
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// OCSF class and a short description of the Security events Cairn maps.
@@ -284,6 +367,7 @@ fn describe(event_id: u32) -> (i32, Option<&'static str>) {
             CLASS_AUTHENTICATION,
             Some("Special groups have been assigned to a new logon"),
         ),
+        4627 => (CLASS_AUTHENTICATION, Some("Group membership information")),
         4672 => (
             CLASS_AUTHORIZE_SESSION,
             Some("Special privileges assigned to new logon"),
@@ -393,6 +477,33 @@ fn describe(event_id: u32) -> (i32, Option<&'static str>) {
                 "A network share object was checked to see whether client can be granted desired access",
             ),
         ),
+        4656 => (
+            CLASS_FILE_ACTIVITY,
+            Some("A handle to an object was requested"),
+        ),
+        4658 => (
+            CLASS_FILE_ACTIVITY,
+            Some("The handle to an object was closed"),
+        ),
+        4660 => (CLASS_FILE_ACTIVITY, Some("An object was deleted")),
+        4663 => (
+            CLASS_FILE_ACTIVITY,
+            Some("An attempt was made to access an object"),
+        ),
+        4689 => (CLASS_PROCESS_ACTIVITY, Some("A process has exited")),
+        5156 => (
+            CLASS_NETWORK_ACTIVITY,
+            Some("The Windows Filtering Platform has permitted a connection"),
+        ),
+        5157 => (
+            CLASS_NETWORK_ACTIVITY,
+            Some("The Windows Filtering Platform has blocked a connection"),
+        ),
+        5158 => (
+            CLASS_NETWORK_ACTIVITY,
+            Some("The Windows Filtering Platform has permitted a bind to a local port"),
+        ),
+        4719 => (CLASS_BASE_EVENT, Some("System audit policy was changed")),
         1102 => (CLASS_BASE_EVENT, Some("The audit log was cleared")),
         _ => (CLASS_BASE_EVENT, None),
     }
@@ -459,6 +570,13 @@ impl WinEvent {
 }
 
 fn keys_of(p: &Principal) -> Vec<String> {
+    // A computer account's SID is a domain SID too, but a computer is not a person.
+    if p.name
+        .as_deref()
+        .is_some_and(|n| n.trim_end().ends_with('$'))
+    {
+        return Vec::new();
+    }
     let mut k = IdentityKeys::new();
     k.account(p.domain.as_deref(), p.name.as_deref())
         .sid(p.uid.as_deref());
@@ -534,17 +652,28 @@ fn to_finding(ev: WinEvent, raw: String) -> Finding {
         _ => {
             set_actor(&mut f, &subject);
             set_user(&mut f, &target);
-            if subject.name.is_some() {
-                &subject
-            } else {
+            // A change made by the system (a DC's machine account locking a user out) is
+            // about its target; one made by a person is about that person.
+            if keys_of(&subject).is_empty() {
                 &target
+            } else {
+                &subject
             }
         }
     };
     f.identity_keys = keys_of(about);
-    f.src_ip = clean_ip(ev.get("IpAddress"));
+    f.src_ip = clean_ip(
+        ev.get("IpAddress")
+            .or_else(|| ev.get("SourceAddress"))
+            .or_else(|| ev.get("ClientAddress")),
+    );
 
     f.fields = ev.data;
+    for v in f.fields.values_mut() {
+        if let Some(g) = canonical_guid(v) {
+            *v = g;
+        }
+    }
     f.fields.insert("EventID".into(), ev.event_id.to_string());
     f.fields.insert("Channel".into(), channel);
     if let Some(c) = ev.computer {
@@ -557,6 +686,26 @@ fn to_finding(ev: WinEvent, raw: String) -> Finding {
         f.fields.insert("EventRecordID".into(), r);
     }
     f
+}
+
+/// A GUID-typed value in the form Windows writes it in event XML (`{AE6286BE-D372-…}`).
+/// Renderers differ (`evtx` writes `{ae6286be-…}`, older ones `AE6286BE-…`); rules and the
+/// `.evtx` ↔ JSON equivalence need one form.
+fn canonical_guid(v: &str) -> Option<String> {
+    let inner = v
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .unwrap_or(v);
+    let is_guid = inner.len() == 36
+        && inner.char_indices().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
+    let canonical = format!("{{{}}}", inner.to_ascii_uppercase());
+    (is_guid && canonical != v).then_some(canonical)
 }
 
 fn set_actor(f: &mut Finding, p: &Principal) {

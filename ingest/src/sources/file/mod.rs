@@ -1,5 +1,5 @@
-//! The file source: reads records from files and folders (JSON, NDJSON, gzip) and normalizes
-//! them, for `cairn ingest PATH...` and for bundled or exported data sets.
+//! The file source: reads records from files and folders (JSON, NDJSON, gzip, Windows `.evtx`)
+//! and normalizes them, for `cairn ingest PATH...` and for bundled or exported data sets.
 //!
 //! A reader thread parses and normalizes while the runner stores the previous page. Each
 //! page's cursor names the file and the record it ends at. Re-reading a file is harmless:
@@ -25,7 +25,7 @@ pub use config::FileSourceConfig;
 use crate::dead_letter::DeadLetter;
 use crate::error::{IngestError, Result};
 use crate::normalize::normalize;
-use crate::reader::{RawRecord, maybe_gunzip, read_records};
+use crate::reader::{EVTX_MAGIC, RawRecord, maybe_gunzip, read_evtx, read_records};
 use crate::source::{Page, Source};
 
 /// An input to read: a file on disk, or bytes already in memory (bundled data sets).
@@ -134,9 +134,10 @@ fn expand(path: &Path, out: &mut Vec<Input>) -> Result<()> {
 fn is_data_file(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     let base = lower.strip_suffix(".gz").unwrap_or(&lower);
-    [".json", ".jsonl", ".ndjson", ".asff-json"]
-        .iter()
-        .any(|ext| base.ends_with(ext))
+    lower.ends_with(".evtx")
+        || [".json", ".jsonl", ".ndjson", ".asff-json"]
+            .iter()
+            .any(|ext| base.ends_with(ext))
 }
 
 /// Counts the bytes read from an input (compressed bytes for gzip) for progress reporting.
@@ -225,6 +226,21 @@ fn produce(source: &str, inputs: Vec<Input>, size: usize, tx: mpsc::Sender<Resul
         }
         let name = input.name();
         let consumed = fill.consumed.clone();
+        match read_if_evtx(&input, &name, &mut fill) {
+            Ok(true) => {
+                fill.consumed.fetch_add(input.len(), Ordering::Relaxed);
+                fill.page.cursor = Some(cursor(&name));
+                continue;
+            }
+            Ok(false) => {}
+            Err(reason) => {
+                fill.page
+                    .dead_letters
+                    .push(DeadLetter::new(source, name.clone(), reason, b""));
+                fill.page.cursor = Some(cursor(&name));
+                continue;
+            }
+        }
         let opened = match &input {
             Input::Path(p) => {
                 File::open(p).and_then(|f| maybe_gunzip(Counting { inner: f, consumed }))
@@ -247,6 +263,37 @@ fn produce(source: &str, inputs: Vec<Input>, size: usize, tx: mpsc::Sender<Resul
     }
     if fill.page.records() > 0 || fill.page.cursor.is_some() {
         fill.flush();
+    }
+}
+
+/// Reads `input` as an EVTX file if it starts with the EVTX magic bytes (whatever its name);
+/// returns whether it was one.
+fn read_if_evtx(
+    input: &Input,
+    name: &str,
+    fill: &mut PageFill,
+) -> std::result::Result<bool, String> {
+    match input {
+        Input::Path(p) => {
+            let mut file = File::open(p).map_err(|e| format!("cannot read input: {e}"))?;
+            let mut head = [0u8; 8];
+            let n = file
+                .read(&mut head)
+                .map_err(|e| format!("cannot read input: {e}"))?;
+            if &head[..n] != EVTX_MAGIC {
+                return Ok(false);
+            }
+            let file = File::open(p).map_err(|e| format!("cannot read input: {e}"))?;
+            read_evtx(name, std::io::BufReader::new(file), |r| fill.push(r))?;
+            Ok(true)
+        }
+        Input::Bytes { bytes, .. } => {
+            if !bytes.starts_with(EVTX_MAGIC) {
+                return Ok(false);
+            }
+            read_evtx(name, std::io::Cursor::new(*bytes), |r| fill.push(r))?;
+            Ok(true)
+        }
     }
 }
 

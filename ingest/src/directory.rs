@@ -1,0 +1,113 @@
+//! Directory objects: the accounts that AD, Entra ID and AWS know, with every identifier each
+//! one carries, so that the correlator can tell that three principals are one person.
+//!
+//! Directory sources (LDAP, Entra users through Graph, AWS IAM and IAM Identity Center, the
+//! `identities.toml` override file) are ordinary [`Source`](crate::Source)s whose pages carry
+//! [`DirectoryObject`]s instead of (or beside) findings. Each object lists its identity keys
+//! (see [`crate::normalize::identity`]); keys of one object are one account by the
+//! directory's own word, and the resolver records that as the reason it links them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What kind of directory object an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectoryKind {
+    /// A person's (or service's) user account.
+    User,
+    /// A group; its members name it in their `groups`.
+    Group,
+    /// An operator's statement from `identities.toml` that keys belong to one person.
+    Override,
+}
+
+impl DirectoryKind {
+    /// The stored name of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirectoryKind::User => "user",
+            DirectoryKind::Group => "group",
+            DirectoryKind::Override => "override",
+        }
+    }
+
+    /// The kind stored as `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "user" => Some(DirectoryKind::User),
+            "group" => Some(DirectoryKind::Group),
+            "override" => Some(DirectoryKind::Override),
+            _ => None,
+        }
+    }
+}
+
+/// One account or group as its directory describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryObject {
+    /// The id of the source it came from (`[sources.<id>]`).
+    pub source: String,
+    /// The directory's own stable id: `objectGUID` for AD, the object id for Entra, the ARN
+    /// or Identity Center user id for AWS.
+    pub uid: String,
+    /// User, group or override.
+    pub kind: DirectoryKind,
+    /// What people call it (`cn`, `displayName`, the IAM user name).
+    pub display_name: Option<String>,
+    /// Where it lives: the AD distinguished name, the Entra tenant, the AWS account.
+    pub location: Option<String>,
+    /// Its identity keys (`sid:`, `guid:`, `upn:`, `sam:`, `aad:`, `aws:`, `sso:`).
+    pub keys: Vec<String>,
+    /// Whether the account can sign in (`None` when the directory does not say).
+    pub enabled: Option<bool>,
+    /// Whether it is privileged (AD `adminCount`, membership of a privileged group).
+    pub privileged: Option<bool>,
+    /// The groups it is a member of, by name or distinguished name.
+    pub groups: Vec<String>,
+    /// Other attributes worth showing an analyst (`userAccountControl`, `mail`, …).
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl DirectoryObject {
+    /// A new object with no keys or attributes yet.
+    pub fn new(source: &str, uid: impl Into<String>, kind: DirectoryKind) -> Self {
+        DirectoryObject {
+            source: source.to_string(),
+            uid: uid.into(),
+            kind,
+            display_name: None,
+            location: None,
+            keys: Vec::new(),
+            enabled: None,
+            privileged: None,
+            groups: Vec::new(),
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// Why its keys are one account, in words an analyst reads in `cairn identity show`.
+    pub fn reason(&self) -> String {
+        let name = self
+            .display_name
+            .as_deref()
+            .or(self.location.as_deref())
+            .unwrap_or(&self.uid);
+        match self.kind {
+            DirectoryKind::Override => format!("{} says so: {name}", self.source),
+            kind => format!("one {} in directory {}: {name}", kind.as_str(), self.source),
+        }
+    }
+}
+
+/// Marks the pages of one directory synchronisation, so that objects the directory no longer
+/// has can be removed once the whole snapshot is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectorySync {
+    /// When this synchronisation started; every object it writes carries this time.
+    pub started_at: DateTime<Utc>,
+    /// Set on the last page: objects of the source not written since `started_at` are gone.
+    pub complete: bool,
+}
