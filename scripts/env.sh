@@ -13,23 +13,34 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
 
 CAIRN_APT_PACKAGES=(cmake build-essential pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev)
 
+# Samba's AD domain controller, the real Active Directory of the LDAP source's tests.
+CAIRN_TEST_APT_PACKAGES=(samba samba-ad-provision)
+
 ensure_build_packages() {
+    install_apt_packages "${CAIRN_APT_PACKAGES[@]}"
+}
+
+ensure_test_packages() {
+    install_apt_packages "${CAIRN_TEST_APT_PACKAGES[@]}"
+    export CAIRN_SAMBA_TOOL="${CAIRN_SAMBA_TOOL:-$(command -v samba-tool || echo /usr/bin/samba-tool)}"
+}
+
+install_apt_packages() {
     command -v dpkg >/dev/null 2>&1 || return 0
     local missing=()
-    for p in "${CAIRN_APT_PACKAGES[@]}"; do
+    for p in "$@"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-            # Today's crates build without them; the connectors to come will not.
-            echo "warning: missing build packages (${missing[*]}) and no root or sudo to install them;" \
+            echo "warning: missing packages (${missing[*]}) and no root or sudo to install them;" \
                  "run: apt-get install ${missing[*]}" >&2
             return 0
         fi
     fi
-    echo "Installing build packages: ${missing[*]}" >&2
+    echo "Installing packages: ${missing[*]}" >&2
     $sudo apt-get update -qq >/dev/null && \
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 ensure_rust
 ensure_build_packages
+ensure_test_packages
 ensure_moto
 start=$(date +%s)
 cargo build --workspace --bins --locked

@@ -73,6 +73,25 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Inspect resolved identities (one person across AD, Entra ID and AWS).
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IdentityCommand {
+    /// Explain how a person's accounts were joined: their keys, the directory accounts that
+    /// hold them and why each link was made.
+    Show {
+        /// A UPN or e-mail, `DOMAIN\user`, a SID, an Entra object id, an AWS ARN, an identity
+        /// id, or a display name.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

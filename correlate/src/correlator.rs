@@ -120,33 +120,13 @@ fn fold(into: &mut Detection, other: &Detection) -> bool {
         )
 }
 
-/// Runs one pass over the store's current window.
-pub async fn run_pass(
+/// Resolves the identities of `findings` (in place) together with every directory account,
+/// and records new assignments, aliases, links and changed findings.
+async fn resolve_identities(
     store: &dyn Store,
-    rules: &RuleSet,
-    config: &CorrelateConfig,
-) -> Result<PassReport> {
-    let mut report = PassReport {
-        rules: rules.len(),
-        ..PassReport::default()
-    };
-    let Some(newest) = store.watermark().await? else {
-        return Ok(report);
-    };
-    // Normalizers refuse far-future times; the clamp keeps one that slipped through from
-    // dragging the window past all real data.
-    let watermark = newest.min(Utc::now() + chrono::Duration::hours(1));
-    let longest_rule = rules.rules().map(|r| r.window).max().unwrap_or_default();
-    let span = chrono::Duration::from_std(config.window.max(longest_rule))
-        .map_err(|e| CorrelateError::Config(format!("window too large: {e}")))?;
-    let since = watermark
-        .checked_sub_signed(span)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    report.window_start = Some(since);
-    report.window_end = Some(watermark);
-
-    let mut findings: Vec<Finding> = store.findings_since(since).await?;
-    report.findings = findings.len();
+    findings: &mut [Finding],
+    report: &mut PassReport,
+) -> Result<()> {
     let before: Vec<Option<String>> = findings.iter().map(|f| f.identity_id.clone()).collect();
     let directory = store.directory_objects().await?;
     let mut keys: Vec<String> = findings
@@ -157,7 +137,7 @@ pub async fn run_pass(
     keys.sort();
     keys.dedup();
     let known = store.identity_assignments(&keys).await?;
-    let resolution = identity::resolve(&mut findings, &directory, &known);
+    let resolution = identity::resolve(findings, &directory, &known);
     report.identities_changed = resolution.findings_changed;
     if !resolution.assignments.is_empty()
         || !resolution.aliases.is_empty()
@@ -184,6 +164,39 @@ pub async fn run_pass(
             .collect();
         store.set_identities(&updates).await?;
     }
+    Ok(())
+}
+
+/// Runs one pass over the store's current window.
+pub async fn run_pass(
+    store: &dyn Store,
+    rules: &RuleSet,
+    config: &CorrelateConfig,
+) -> Result<PassReport> {
+    let mut report = PassReport {
+        rules: rules.len(),
+        ..PassReport::default()
+    };
+    let Some(newest) = store.watermark().await? else {
+        // No events yet, but directory accounts still resolve into identities.
+        resolve_identities(store, &mut [], &mut report).await?;
+        return Ok(report);
+    };
+    // Normalizers refuse far-future times; the clamp keeps one that slipped through from
+    // dragging the window past all real data.
+    let watermark = newest.min(Utc::now() + chrono::Duration::hours(1));
+    let longest_rule = rules.rules().map(|r| r.window).max().unwrap_or_default();
+    let span = chrono::Duration::from_std(config.window.max(longest_rule))
+        .map_err(|e| CorrelateError::Config(format!("window too large: {e}")))?;
+    let since = watermark
+        .checked_sub_signed(span)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    report.window_start = Some(since);
+    report.window_end = Some(watermark);
+
+    let mut findings: Vec<Finding> = store.findings_since(since).await?;
+    report.findings = findings.len();
+    resolve_identities(store, &mut findings, &mut report).await?;
 
     let batch = to_record_batch(&findings)
         .map_err(|e| CorrelateError::Internal(format!("cannot build the window batch: {e}")))?;

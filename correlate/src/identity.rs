@@ -140,8 +140,13 @@ pub fn resolve(
         .filter(|o| o.kind != DirectoryKind::Group)
         .collect();
     accounts.sort_by(|a, b| (&a.source, &a.uid).cmp(&(&b.source, &b.uid)));
+    // Where a directory lists a key among its account's keys: its UPN before its e-mail.
+    let mut directory_position: HashMap<&str, usize> = HashMap::new();
     for o in accounts {
         uf.assert_same(&o.keys, || o.reason(), &mut links);
+        for (i, k) in o.keys.iter().enumerate() {
+            directory_position.entry(k.as_str()).or_insert(i);
+        }
     }
     let mut order: Vec<usize> = (0..findings.len()).collect();
     order.sort_by(|&a, &b| {
@@ -204,7 +209,10 @@ pub fn resolve(
             let best = members
                 .iter()
                 .map(|&i| &uf.keys[i])
-                .min_by(|a, b| (key_rank(a), *a).cmp(&(key_rank(b), *b)))
+                .min_by(|a, b| {
+                    let pos = |k: &str| directory_position.get(k).copied().unwrap_or(usize::MAX);
+                    (key_rank(a), pos(a), *a).cmp(&(key_rank(b), pos(b), *b))
+                })
                 .map(|k| display_key(k).to_string());
             best.unwrap_or_default()
         });

@@ -15,6 +15,8 @@ pub struct IngestReport {
     pub records: u64,
     /// Records that normalized.
     pub findings: u64,
+    /// Directory objects read (directory sources).
+    pub directory_objects: u64,
     /// What the store did with them.
     pub stored: PageStats,
     /// Pages committed.
@@ -39,6 +41,7 @@ pub async fn run_source(
         let stats = store.commit_page(&id, &page).await?;
         report.records += page.records() as u64;
         report.findings += page.findings.len() as u64;
+        report.directory_objects += page.directory.len() as u64;
         report.stored += stats;
         report.pages += 1;
         if page.cursor.is_some() {

@@ -111,3 +111,52 @@ pub struct DirectorySync {
     /// Set on the last page: objects of the source not written since `started_at` are gone.
     pub complete: bool,
 }
+
+/// Hands out a directory snapshot, read whole, as pages of one synchronisation: every page
+/// carries the same `started_at`, and the last one (possibly empty) is marked complete.
+#[derive(Debug)]
+pub struct SnapshotPages {
+    objects: std::collections::VecDeque<DirectoryObject>,
+    dead_letters: Vec<crate::DeadLetter>,
+    started_at: DateTime<Utc>,
+    page_size: usize,
+    finished: bool,
+}
+
+impl SnapshotPages {
+    /// Pages of `page_size` objects; dead letters go with the first page.
+    pub fn new(
+        objects: Vec<DirectoryObject>,
+        dead_letters: Vec<crate::DeadLetter>,
+        started_at: DateTime<Utc>,
+        page_size: usize,
+    ) -> Self {
+        SnapshotPages {
+            objects: objects.into(),
+            dead_letters,
+            started_at,
+            page_size: page_size.max(1),
+            finished: false,
+        }
+    }
+
+    /// The next page, or `None` after the complete one.
+    pub fn next_page(&mut self) -> Option<crate::Page> {
+        if self.finished {
+            return None;
+        }
+        let n = self.page_size.min(self.objects.len());
+        let directory: Vec<DirectoryObject> = self.objects.drain(..n).collect();
+        let complete = self.objects.is_empty();
+        self.finished = complete;
+        Some(crate::Page {
+            directory,
+            dead_letters: std::mem::take(&mut self.dead_letters),
+            directory_sync: Some(DirectorySync {
+                started_at: self.started_at,
+                complete,
+            }),
+            ..crate::Page::default()
+        })
+    }
+}

@@ -12,6 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 #[cfg(test)]
+mod active_directory;
+#[cfg(test)]
 mod api;
 #[cfg(test)]
 mod defender;
@@ -21,6 +23,7 @@ pub mod fakes;
 #[cfg(test)]
 mod ingest;
 pub mod moto;
+pub mod samba;
 #[cfg(test)]
 mod securityhub;
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! codes.
 
 mod demo;
+mod identity;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ use cairn_ingest::sources::file::{FileSource, FileSourceConfig};
 use cairn_ingest::sources::securityhub::{self, SecurityHubApi, SecurityHubWriteBack, WriteBack};
 use cairn_rules::RuleSet;
 
-use crate::{Cli, Command, RulesCommand};
+use crate::{Cli, Command, IdentityCommand, RulesCommand};
 
 /// Exit status of a run that stored what it could but sent records to dead letters.
 pub const EXIT_PARTIAL: u8 = 3;
@@ -151,6 +152,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Identity {
+            command: IdentityCommand::Show { name, json },
+        } => {
+            let store = open_store(&store_path).await?;
+            identity::show(store.as_ref(), &name, json).await
+        }
         Command::Rules { command } => match command {
             RulesCommand::List => {
                 let rules = setup.rules(&[]).await?;
@@ -219,7 +226,7 @@ async fn ingest(source: &mut dyn Source, store: &dyn Store) -> anyhow::Result<In
 }
 
 fn exit_for(report: &IngestReport) -> ExitCode {
-    if report.records > report.findings {
+    if report.records > report.findings + report.directory_objects {
         ExitCode::from(EXIT_PARTIAL)
     } else {
         ExitCode::SUCCESS
@@ -227,9 +234,17 @@ fn exit_for(report: &IngestReport) -> ExitCode {
 }
 
 fn print_ingest(r: &IngestReport) {
-    let bad = r.records - r.findings;
+    let bad = r.records.saturating_sub(r.findings + r.directory_objects);
+    let directory = if r.directory_objects > 0 || r.stored.directory_removed > 0 {
+        format!(
+            "{} directory objects ({} no longer in the directory removed), ",
+            r.directory_objects, r.stored.directory_removed
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "Ingested {} records: {} findings ({} new or updated, {} unchanged), {} dead letters ({} new)",
+        "Ingested {} records: {} findings ({} new or updated, {} unchanged), {directory}{} dead letters ({} new)",
         r.records, r.findings, r.stored.stored, r.stored.unchanged, bad, r.stored.dead_letters
     );
     if bad > 0 {

@@ -3,6 +3,7 @@
 pub mod defender;
 pub mod defender_cloud;
 pub mod file;
+pub mod ldap;
 pub mod securityhub;
 pub mod sentinel;
 
@@ -25,6 +26,8 @@ pub enum SourceConfig {
     MicrosoftDefenderForCloud(defender_cloud::DefenderCloudConfig),
     /// `type = "microsoft_sentinel"`: Sentinel incidents and their alerts through ARM.
     MicrosoftSentinel(sentinel::SentinelConfig),
+    /// `type = "ldap"`: users and groups of an Active Directory domain.
+    Ldap(ldap::LdapConfig),
 }
 
 impl SourceConfig {
@@ -44,6 +47,7 @@ impl SourceConfig {
             SourceConfig::MicrosoftSentinel(c) => {
                 Ok(Box::new(sentinel::SentinelSource::connect(id, c)?))
             }
+            SourceConfig::Ldap(c) => Ok(Box::new(ldap::LdapSource::new(id, c)?)),
         }
     }
 
@@ -58,6 +62,7 @@ impl SourceConfig {
             SourceConfig::MicrosoftDefender(c) => c.validate(),
             SourceConfig::MicrosoftDefenderForCloud(c) => c.validate(),
             SourceConfig::MicrosoftSentinel(c) => c.validate(),
+            SourceConfig::Ldap(c) => c.validate(),
         }
     }
 }
