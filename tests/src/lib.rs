@@ -19,7 +19,11 @@ mod api;
 mod defender;
 #[cfg(test)]
 mod demo;
+#[cfg(test)]
+mod directories;
 pub mod fakes;
+#[cfg(test)]
+mod identity;
 #[cfg(test)]
 mod ingest;
 pub mod moto;

@@ -92,6 +92,62 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// An IAM query-protocol call (`Action=…&Version=2010-05-08&…`); returns the XML reply.
+    pub fn iam(&self, action: &str, params: &[(&str, &str)]) -> String {
+        let mut body = format!("Action={action}&Version=2010-05-08");
+        for (k, v) in params {
+            body.push_str(&format!("&{k}={}", form_encode(v)));
+        }
+        let (status, reply) = crate::http_request(
+            self.addr,
+            "POST",
+            "/",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                (
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+                ),
+            ],
+            &body,
+        );
+        assert_eq!(status, 200, "IAM {action}: {reply}");
+        reply
+    }
+
+    /// An Identity Center identity store JSON call (`AWSIdentityStore.<target>`).
+    pub fn identity_store(&self, target: &str, body: &Value) -> Value {
+        let (status, reply) = crate::http_request(
+            self.addr,
+            "POST",
+            "/",
+            &[
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("X-Amz-Target", &format!("AWSIdentityStore.{target}")),
+                (
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/identitystore/aws4_request, SignedHeaders=host, Signature=0",
+                ),
+            ],
+            &body.to_string(),
+        );
+        assert_eq!(status, 200, "identitystore {target}: {reply}");
+        serde_json::from_str(&reply).unwrap_or(Value::Null)
+    }
+}
+
+fn form_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,8 +1,11 @@
 //! Source implementations, one folder each, and the one place they are registered.
 
+pub mod aws_principals;
 pub mod defender;
 pub mod defender_cloud;
+pub mod entra_users;
 pub mod file;
+pub mod identities_file;
 pub mod ldap;
 pub mod securityhub;
 pub mod sentinel;
@@ -28,6 +31,12 @@ pub enum SourceConfig {
     MicrosoftSentinel(sentinel::SentinelConfig),
     /// `type = "ldap"`: users and groups of an Active Directory domain.
     Ldap(ldap::LdapConfig),
+    /// `type = "entra_users"`: Entra ID users and directory roles through Graph.
+    EntraUsers(entra_users::EntraUsersConfig),
+    /// `type = "aws_principals"`: IAM users of each account and IAM Identity Center users.
+    AwsPrincipals(aws_principals::AwsPrincipalsConfig),
+    /// `type = "identities_file"`: operator overrides linking accounts (`identities.toml`).
+    IdentitiesFile(identities_file::IdentitiesFileConfig),
 }
 
 impl SourceConfig {
@@ -48,6 +57,15 @@ impl SourceConfig {
                 Ok(Box::new(sentinel::SentinelSource::connect(id, c)?))
             }
             SourceConfig::Ldap(c) => Ok(Box::new(ldap::LdapSource::new(id, c)?)),
+            SourceConfig::EntraUsers(c) => {
+                Ok(Box::new(entra_users::EntraUsersSource::connect(id, c)?))
+            }
+            SourceConfig::AwsPrincipals(c) => {
+                Ok(Box::new(aws_principals::AwsPrincipalsSource::new(id, c)?))
+            }
+            SourceConfig::IdentitiesFile(c) => {
+                Ok(Box::new(identities_file::IdentitiesFileSource::new(id, c)))
+            }
         }
     }
 
@@ -63,6 +81,9 @@ impl SourceConfig {
             SourceConfig::MicrosoftDefenderForCloud(c) => c.validate(),
             SourceConfig::MicrosoftSentinel(c) => c.validate(),
             SourceConfig::Ldap(c) => c.validate(),
+            SourceConfig::EntraUsers(c) => c.validate(),
+            SourceConfig::AwsPrincipals(c) => c.validate(),
+            SourceConfig::IdentitiesFile(_) => Ok(()),
         }
     }
 }

@@ -40,6 +40,8 @@ struct Inner {
     alerts: Vec<Value>,
     incidents: Vec<Value>,
     signins: Vec<Value>,
+    users: Vec<Value>,
+    directory_roles: Vec<Value>,
     arm_alerts: Vec<Value>,
     sentinel_incidents: Vec<Value>,
     sentinel_alerts: Vec<Value>,
@@ -163,6 +165,8 @@ async fn list(
     let all = match kind {
         "alerts_v2" => &s.alerts,
         "signIns" => &s.signins,
+        "users" => &s.users,
+        "directoryRoles" => &s.directory_roles,
         _ => &s.incidents,
     };
     let mut matching: Vec<&Value> = all
@@ -188,8 +192,13 @@ async fn list(
             .split('&')
             .filter(|kv| !kv.starts_with("%24skiptoken") && !kv.starts_with("$skiptoken"))
             .collect();
+        let path = match kind {
+            "signIns" => "auditLogs/signIns".to_string(),
+            "users" | "directoryRoles" => kind.to_string(),
+            _ => format!("security/{kind}"),
+        };
         body["@odata.nextLink"] = json!(format!(
-            "https://graph.microsoft.com/v1.0/security/{kind}?{}&$skiptoken={end}",
+            "https://graph.microsoft.com/v1.0/{path}?{}&$skiptoken={end}",
             rest.join("&")
         ));
     }
@@ -323,6 +332,16 @@ impl FakeGraph {
             .route("/v1.0/security/incidents/{id}", get(one_incident))
             .route("/subscriptions/{*rest}", get(arm).post(arm))
             .route(
+                "/v1.0/users",
+                get(|State(s): Shared, h: HeaderMap, RawQuery(q): RawQuery| list(s, h, "users", q)),
+            )
+            .route(
+                "/v1.0/directoryRoles",
+                get(|State(s): Shared, h: HeaderMap, RawQuery(q): RawQuery| {
+                    list(s, h, "directoryRoles", q)
+                }),
+            )
+            .route(
                 "/v1.0/auditLogs/signIns",
                 get(|State(s): Shared, h: HeaderMap, RawQuery(q): RawQuery| {
                     list(s, h, "signIns", q)
@@ -346,6 +365,13 @@ impl FakeGraph {
     /// Drops unused faults.
     pub fn recover(&self) {
         self.state.lock().expect("lock").faults.clear();
+    }
+
+    /// Sets the Entra users (`$top` per page) and directory roles (with `members`) served.
+    pub fn set_directory(&self, users: Vec<Value>, roles: Vec<Value>) {
+        let mut s = self.state.lock().expect("lock");
+        s.users = users;
+        s.directory_roles = roles;
     }
 
     /// Sets the Defender for Cloud alerts served (two per page).
