@@ -39,6 +39,11 @@ pub async fn run_source(
         .map_err(CorrelateError::Source)?
     {
         let stats = store.commit_page(&id, &page).await?;
+        source
+            .committed(page.cursor.as_deref())
+            .await
+            .map_err(CorrelateError::Source)?;
+        tracing::info!(source = %id, records = page.records(), stored = stats.stored, "Committed a page");
         report.records += page.records() as u64;
         report.findings += page.findings.len() as u64;
         report.directory_objects += page.directory.len() as u64;

@@ -1,14 +1,18 @@
-//! Durations as operators write them in configuration and rules: `90s`, `30m`, `24h`, `7d`.
+//! Durations as operators write them in configuration and rules: `250ms`, `90s`, `30m`,
+//! `24h`, `7d`.
 
 use std::time::Duration;
 
-/// Parses `<n><unit>` with unit `s`, `m`, `h` or `d`; `None` for anything else, for zero and
-/// for values too large to represent.
+/// Parses `<n><unit>` with unit `ms`, `s`, `m`, `h` or `d`; `None` for anything else, for
+/// zero and for values too large to represent.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = s.split_at(split);
     let n: u64 = n.parse().ok()?;
+    if unit.trim() == "ms" {
+        return (n > 0).then(|| Duration::from_millis(n));
+    }
     let unit_secs = match unit.trim() {
         "s" => 1,
         "m" => 60,
@@ -30,13 +34,19 @@ pub mod serde_duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         super::parse_duration(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("`{s}` is not a duration like 90s, 30m, 24h or 7d"))
+            serde::de::Error::custom(format!(
+                "`{s}` is not a duration like 500ms, 90s, 30m, 24h or 7d"
+            ))
         })
     }
 
-    /// Serializes as whole seconds with an `s`.
+    /// Serializes as whole seconds with an `s`, or milliseconds below a second's precision.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}s", d.as_secs()))
+        if d.subsec_millis() == 0 {
+            s.serialize_str(&format!("{}s", d.as_secs()))
+        } else {
+            s.serialize_str(&format!("{}ms", d.as_millis()))
+        }
     }
 }
 
@@ -49,6 +59,7 @@ mod tests {
         assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
         assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("0h"), None);
         assert_eq!(parse_duration("h"), None);
         assert_eq!(parse_duration("5 weeks"), None);

@@ -52,4 +52,12 @@ pub trait Source: Send {
     /// Fetches the page after `cursor` (the last committed one, `None` at the start), or
     /// `None` when the source has nothing more for now.
     async fn next_page(&mut self, cursor: Option<&str>) -> Result<Option<Page>>;
+
+    /// Told after the runner has committed the page that ended at `cursor` to the store, so a
+    /// source whose upstream keeps its own position (a Kafka consumer group) acknowledges
+    /// only what is stored. A crash before this call re-delivers the page; the store's
+    /// idempotent writes make that harmless.
+    async fn committed(&mut self, _cursor: Option<&str>) -> Result<()> {
+        Ok(())
+    }
 }

@@ -26,6 +26,8 @@ pub mod fakes;
 mod identity;
 #[cfg(test)]
 mod ingest;
+#[cfg(test)]
+mod kafka;
 pub mod moto;
 pub mod samba;
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod defender_cloud;
 pub mod entra_users;
 pub mod file;
 pub mod identities_file;
+pub mod kafka;
 pub mod ldap;
 pub mod securityhub;
 pub mod sentinel;
@@ -37,6 +38,8 @@ pub enum SourceConfig {
     AwsPrincipals(aws_principals::AwsPrincipalsConfig),
     /// `type = "identities_file"`: operator overrides linking accounts (`identities.toml`).
     IdentitiesFile(identities_file::IdentitiesFileConfig),
+    /// `type = "kafka"`: JSON records from Kafka topics, as a consumer group.
+    Kafka(kafka::KafkaConfig),
 }
 
 impl SourceConfig {
@@ -66,6 +69,7 @@ impl SourceConfig {
             SourceConfig::IdentitiesFile(c) => {
                 Ok(Box::new(identities_file::IdentitiesFileSource::new(id, c)))
             }
+            SourceConfig::Kafka(c) => Ok(Box::new(kafka::KafkaSource::connect(id, c)?)),
         }
     }
 
@@ -84,6 +88,7 @@ impl SourceConfig {
             SourceConfig::EntraUsers(c) => c.validate(),
             SourceConfig::AwsPrincipals(c) => c.validate(),
             SourceConfig::IdentitiesFile(_) => Ok(()),
+            SourceConfig::Kafka(c) => c.validate(),
         }
     }
 }
