@@ -40,7 +40,7 @@ enum Command {
         /// A configured source (`[sources.<id>]`) to run instead of paths.
         #[arg(long, conflicts_with = "paths")]
         source: Option<String>,
-        /// Store only; do not run a correlation pass afterwards.
+        /// Store and resolve identities only; do not run the rules afterwards.
         #[arg(long)]
         no_correlate: bool,
     },

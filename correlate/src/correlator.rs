@@ -5,7 +5,7 @@
 //! A pass is idempotent: over the same findings it produces the same detection ids, finds
 //! them stored with the same evidence, and writes nothing new.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -126,7 +126,7 @@ async fn resolve_identities(
     store: &dyn Store,
     findings: &mut [Finding],
     report: &mut PassReport,
-) -> Result<()> {
+) -> Result<IdentityTables> {
     let before: Vec<Option<String>> = findings.iter().map(|f| f.identity_id.clone()).collect();
     let directory = store.directory_objects().await?;
     let mut keys: Vec<String> = findings
@@ -164,7 +164,28 @@ async fn resolve_identities(
             .collect();
         store.set_identities(&updates).await?;
     }
-    Ok(())
+    let mut key_ids: BTreeMap<String, String> =
+        known.into_iter().map(|(k, a)| (k, a.identity_id)).collect();
+    for (alias, survivor) in &resolution.aliases {
+        for id in key_ids.values_mut() {
+            if id == alias {
+                *id = survivor.clone();
+            }
+        }
+    }
+    key_ids.extend(resolution.assignments);
+    Ok(IdentityTables {
+        keys: key_ids,
+        directory,
+    })
+}
+
+/// What rules see of identities: every key of this pass with its identity, and the directory.
+pub struct IdentityTables {
+    /// Key → identity id.
+    pub keys: BTreeMap<String, String>,
+    /// Directory accounts.
+    pub directory: Vec<cairn_ingest::DirectoryObject>,
 }
 
 /// Runs one pass over the store's current window.
@@ -196,11 +217,12 @@ pub async fn run_pass(
 
     let mut findings: Vec<Finding> = store.findings_since(since).await?;
     report.findings = findings.len();
-    resolve_identities(store, &mut findings, &mut report).await?;
+    let identities = resolve_identities(store, &mut findings, &mut report).await?;
 
     let batch = to_record_batch(&findings)
         .map_err(|e| CorrelateError::Internal(format!("cannot build the window batch: {e}")))?;
     let engine = Engine::new(vec![batch])?;
+    engine.set_identities(&identities.keys, &identities.directory)?;
     let mut found: HashMap<String, Detection> = HashMap::new();
     for rule in rules.rules() {
         match engine.evaluate(rule).await {

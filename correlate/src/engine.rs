@@ -10,9 +10,14 @@ use chrono::{DateTime, Utc};
 use datafusion::catalog::MemTable;
 use datafusion::execution::context::SessionContext;
 
-use cairn_ingest::finding_schema;
+use arrow::array::{ArrayRef, BooleanArray, ListBuilder, StringArray, StringBuilder};
+
+use cairn_ingest::{DirectoryObject, finding_schema};
 use cairn_rules::Rule;
-use cairn_rules::sql::{FINDINGS_TABLE, new_session, read_only};
+use cairn_rules::sql::{
+    DIRECTORY_TABLE, FINDINGS_TABLE, IDENTITIES_TABLE, directory_schema, identities_schema,
+    new_session, read_only,
+};
 
 use crate::error::{CorrelateError, Result};
 
@@ -49,7 +54,120 @@ impl Engine {
             .map_err(|e| {
                 CorrelateError::Internal(format!("cannot register the findings table: {e}"))
             })?;
-        Ok(Engine { ctx })
+        let engine = Engine { ctx };
+        engine.set_identities(&Default::default(), &[])?;
+        Ok(engine)
+    }
+
+    /// Fills the `identities` table (key → identity) and the `directory` table.
+    pub fn set_identities(
+        &self,
+        keys: &std::collections::BTreeMap<String, String>,
+        directory: &[DirectoryObject],
+    ) -> Result<()> {
+        let internal = |e: &dyn std::fmt::Display| {
+            CorrelateError::Internal(format!("cannot build the identity tables: {e}"))
+        };
+        let mut ids = Vec::with_capacity(keys.len());
+        let mut key_col = Vec::with_capacity(keys.len());
+        let mut types = Vec::with_capacity(keys.len());
+        let mut values = Vec::with_capacity(keys.len());
+        for (k, id) in keys {
+            let (t, v) = k.split_once(':').unwrap_or(("", k.as_str()));
+            ids.push(id.as_str());
+            key_col.push(k.as_str());
+            types.push(t);
+            values.push(v);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(ids)),
+            Arc::new(StringArray::from(key_col)),
+            Arc::new(StringArray::from(types)),
+            Arc::new(StringArray::from(values)),
+        ];
+        let identities =
+            RecordBatch::try_new(identities_schema(), columns).map_err(|e| internal(&e))?;
+        let identity_of = |o: &DirectoryObject| o.keys.iter().find_map(|k| keys.get(k).cloned());
+        let mut groups = ListBuilder::new(StringBuilder::new());
+        for o in directory {
+            for g in &o.groups {
+                groups.values().append_value(g);
+            }
+            groups.append(true);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(
+                directory.iter().map(identity_of).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                directory.iter().map(|o| &o.source),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                directory.iter().map(|o| &o.provider),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                directory.iter().map(|o| o.kind.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                directory.iter().map(|o| &o.uid),
+            )),
+            Arc::new(StringArray::from(
+                directory
+                    .iter()
+                    .map(|o| o.display_name.as_deref())
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                directory
+                    .iter()
+                    .map(|o| o.location.as_deref())
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(BooleanArray::from(
+                directory.iter().map(|o| o.enabled).collect::<Vec<_>>(),
+            )),
+            Arc::new(BooleanArray::from(
+                directory.iter().map(|o| o.privileged).collect::<Vec<_>>(),
+            )),
+            Arc::new(groups.finish()),
+        ];
+        let directory_batch =
+            RecordBatch::try_new(directory_schema(), columns).map_err(|e| internal(&e))?;
+        for (name, batch) in [
+            (IDENTITIES_TABLE, identities),
+            (DIRECTORY_TABLE, directory_batch),
+        ] {
+            let table =
+                MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| internal(&e))?;
+            self.ctx.deregister_table(name).map_err(|e| internal(&e))?;
+            self.ctx
+                .register_table(name, Arc::new(table))
+                .map_err(|e| internal(&e))?;
+        }
+        Ok(())
+    }
+
+    /// The first column of `sql`'s result as text (for tests and diagnostics).
+    pub async fn query(&self, sql: &str) -> Result<Vec<Option<String>>> {
+        let failed = |e: datafusion::error::DataFusionError| {
+            CorrelateError::Internal(format!("query failed: {}", e.strip_backtrace()))
+        };
+        let batches = self
+            .ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let col = cast(b.column(0), &DataType::Utf8)
+                .map_err(|e| CorrelateError::Internal(format!("cannot read the result: {e}")))?;
+            let col = col.as_string::<i32>();
+            out.extend(col.iter().map(|v| v.map(str::to_string)));
+        }
+        Ok(out)
     }
 
     /// Runs `rule` over the window. Rows without an entity are skipped (counted in the

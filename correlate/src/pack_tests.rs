@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 
+use cairn_ingest::directory::provider;
 use cairn_ingest::schema::{
     CLASS_ACCOUNT_CHANGE, CLASS_AUTHENTICATION, CLASS_COMPLIANCE_FINDING, CLASS_DETECTION_FINDING,
     CLASS_GROUP_MANAGEMENT,
 };
-use cairn_ingest::{Finding, Severity, to_record_batch};
+use cairn_ingest::{DirectoryKind, DirectoryObject, Finding, Severity, to_record_batch};
 use cairn_rules::RuleSet;
 
 use crate::engine::Engine;
@@ -64,8 +65,30 @@ impl Make {
 
 /// Detections per rule id over `findings`.
 async fn fire(findings: Vec<Finding>) -> BTreeMap<String, usize> {
+    fire_with_directory(findings, &[]).await
+}
+
+/// Detections per rule id over `findings`, with directory accounts whose identity is the
+/// display form of their first key.
+async fn fire_with_directory(
+    findings: Vec<Finding>,
+    directory: &[DirectoryObject],
+) -> BTreeMap<String, usize> {
     let rules = RuleSet::builtin().await.expect("built-in pack");
     let engine = Engine::new(vec![to_record_batch(&findings).expect("batch")]).expect("engine");
+    let keys: BTreeMap<String, String> = directory
+        .iter()
+        .flat_map(|o| {
+            let id = o.keys[0]
+                .split_once(':')
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default();
+            o.keys.iter().map(move |k| (k.clone(), id.clone()))
+        })
+        .collect();
+    engine
+        .set_identities(&keys, directory)
+        .expect("identity tables");
     let mut out = BTreeMap::new();
     for rule in rules.rules() {
         let (hits, _) = engine.evaluate(rule).await.expect("rule runs");
@@ -250,5 +273,85 @@ async fn cross_cloud_identity_needs_both_clouds_within_a_day() {
         run(CLASS_COMPLIANCE_FINDING, 60, true).await,
         BTreeMap::new(),
         "a control finding is no detection"
+    );
+}
+
+fn directory_user(provider: &str, upn: &str, enabled: bool) -> DirectoryObject {
+    let mut o = DirectoryObject::new("dir", provider, upn, DirectoryKind::User);
+    o.keys = vec![format!("upn:{upn}")];
+    o.enabled = Some(enabled);
+    o
+}
+
+#[tokio::test]
+async fn a_disabled_ad_account_active_in_a_cloud_is_detected() {
+    let rule = "cairn.identity.disabled_ad_account_active_in_cloud";
+    let run = |directory: Vec<DirectoryObject>, source: &'static str| async move {
+        let mut m = Make(0);
+        let f = m.alert(
+            source,
+            CLASS_AUTHENTICATION,
+            Severity::Informational,
+            0,
+            "ann@x.example",
+        );
+        fire_with_directory(vec![f], &directory).await
+    };
+    let disabled = || {
+        vec![directory_user(
+            provider::ACTIVE_DIRECTORY,
+            "ann@x.example",
+            false,
+        )]
+    };
+    assert_eq!(run(disabled(), "azure.entra").await, only(rule, 1));
+    assert_eq!(run(disabled(), "aws.securityhub").await, only(rule, 1));
+    assert_eq!(
+        run(disabled(), "ad.windows").await,
+        BTreeMap::new(),
+        "activity on premises is not cloud activity"
+    );
+    assert_eq!(
+        run(
+            vec![directory_user(
+                provider::ACTIVE_DIRECTORY,
+                "ann@x.example",
+                true
+            )],
+            "azure.entra"
+        )
+        .await,
+        BTreeMap::new(),
+        "enabled in AD"
+    );
+    assert_eq!(
+        run(
+            vec![directory_user(provider::ENTRA_ID, "ann@x.example", false)],
+            "aws.securityhub"
+        )
+        .await,
+        BTreeMap::new(),
+        "disabled in Entra only is not this rule"
+    );
+}
+
+#[tokio::test]
+async fn normalize_principal_is_available_to_rules() {
+    let engine = Engine::new(vec![to_record_batch(&[]).expect("batch")]).expect("engine");
+    let rows = engine
+        .query(
+            "SELECT normalize_principal(p) AS k FROM (VALUES ('CORP\\Alice'), \
+             ('arn:aws:sts::1:assumed-role/R/Alice@Corp.com'), ('WS01$'), (NULL)) AS t(p)",
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        rows,
+        [
+            Some("sam:corp\\alice".to_string()),
+            Some("upn:alice@corp.com".to_string()),
+            None,
+            None
+        ]
     );
 }

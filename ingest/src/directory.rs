@@ -45,11 +45,27 @@ impl DirectoryKind {
     }
 }
 
+/// Which kind of directory holds an object, for rules (`directory.provider`).
+pub mod provider {
+    /// Active Directory (LDAP).
+    pub const ACTIVE_DIRECTORY: &str = "active_directory";
+    /// Microsoft Entra ID.
+    pub const ENTRA_ID: &str = "entra_id";
+    /// AWS IAM (users of an account).
+    pub const AWS_IAM: &str = "aws_iam";
+    /// AWS IAM Identity Center.
+    pub const AWS_IDENTITY_CENTER: &str = "aws_identity_center";
+    /// The operator's `identities.toml`.
+    pub const OVERRIDE: &str = "override";
+}
+
 /// One account or group as its directory describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DirectoryObject {
     /// The id of the source it came from (`[sources.<id>]`).
     pub source: String,
+    /// Which kind of directory it is in (one of [`provider`]).
+    pub provider: String,
     /// The directory's own stable id: `objectGUID` for AD, the object id for Entra, the ARN
     /// or Identity Center user id for AWS.
     pub uid: String,
@@ -72,10 +88,11 @@ pub struct DirectoryObject {
 }
 
 impl DirectoryObject {
-    /// A new object with no keys or attributes yet.
-    pub fn new(source: &str, uid: impl Into<String>, kind: DirectoryKind) -> Self {
+    /// A new object of directory `provider` with no keys or attributes yet.
+    pub fn new(source: &str, provider: &str, uid: impl Into<String>, kind: DirectoryKind) -> Self {
         DirectoryObject {
             source: source.to_string(),
+            provider: provider.to_string(),
             uid: uid.into(),
             kind,
             display_name: None,

@@ -1,9 +1,9 @@
 //! The SQL side of rules: the DataFusion session every rule is planned and run in, and the
 //! check that a rule's query is a read-only `SELECT` returning the detection columns.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::logical_expr::LogicalPlan;
@@ -12,14 +12,66 @@ use cairn_ingest::finding_schema;
 
 /// Name of the table rules query.
 pub const FINDINGS_TABLE: &str = "findings";
+/// Name of the table of resolved identities: one row per identity key.
+pub const IDENTITIES_TABLE: &str = "identities";
+/// Name of the table of directory accounts (AD, Entra ID, AWS) with their identity.
+pub const DIRECTORY_TABLE: &str = "directory";
 
-/// A session configured the way rules run: UTC, one target partition per core, and only
-/// read-only SQL allowed.
+/// `identities`: `identity_id`, `key` (`sid:…`, `upn:…`, …), `key_type` and `value` (the key
+/// without its type). Join on `findings.identity_id` or on `normalize_principal(…)`.
+pub fn identities_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("identity_id", DataType::Utf8, false),
+                Field::new("key", DataType::Utf8, false),
+                Field::new("key_type", DataType::Utf8, false),
+                Field::new("value", DataType::Utf8, false),
+            ]))
+        })
+        .clone()
+}
+
+/// `directory`: one row per directory account: `identity_id`, `source`, `provider`
+/// (`active_directory`, `entra_id`, `aws_iam`, `aws_identity_center`, `override`), `kind` (`user`,
+/// `group`, `override`), `uid`, `display_name`, `location`, `enabled`, `privileged`,
+/// and `groups`.
+pub fn directory_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("identity_id", DataType::Utf8, true),
+                Field::new("source", DataType::Utf8, false),
+                Field::new("provider", DataType::Utf8, false),
+                Field::new("kind", DataType::Utf8, false),
+                Field::new("uid", DataType::Utf8, false),
+                Field::new("display_name", DataType::Utf8, true),
+                Field::new("location", DataType::Utf8, true),
+                Field::new("enabled", DataType::Boolean, true),
+                Field::new("privileged", DataType::Boolean, true),
+                Field::new(
+                    "groups",
+                    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                    false,
+                ),
+            ]))
+        })
+        .clone()
+}
+
+/// A session configured the way rules run: UTC, read-only SQL, and Cairn's functions
+/// ([`crate::udf`]) registered.
 pub fn new_session() -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(false)
         .set_str("datafusion.execution.time_zone", "UTC");
-    SessionContext::new_with_config(config)
+    let ctx = SessionContext::new_with_config(config);
+    for f in crate::udf::all() {
+        ctx.register_udf(f);
+    }
+    ctx
 }
 
 /// Options that refuse DDL, DML and statements such as `SET` or `COPY`.
@@ -36,6 +88,12 @@ pub(crate) fn planning_session() -> datafusion::error::Result<SessionContext> {
     let schema: SchemaRef = finding_schema();
     let table = MemTable::try_new(schema, vec![vec![]])?;
     ctx.register_table(FINDINGS_TABLE, Arc::new(table))?;
+    for (name, schema) in [
+        (IDENTITIES_TABLE, identities_schema()),
+        (DIRECTORY_TABLE, directory_schema()),
+    ] {
+        ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+    }
     Ok(ctx)
 }
 

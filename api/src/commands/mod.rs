@@ -104,7 +104,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store(&store_path).await?;
             let report = ingest(source.as_mut(), store.as_ref()).await?;
             print_ingest(&report);
-            if !no_correlate {
+            if no_correlate {
+                // Findings get their identity at ingest even when rules wait for later.
+                run_pass(store.as_ref(), &RuleSet::default(), &setup.correlate()?).await?;
+            } else {
                 let pass = run_pass(store.as_ref(), &rules, &setup.correlate()?).await?;
                 print_pass(&pass);
                 write_back(&setup, store.as_ref()).await?;

@@ -18,7 +18,7 @@ use aws_sdk_iam::config::Region;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::directory::{DirectoryKind, DirectoryObject, SnapshotPages};
+use crate::directory::{DirectoryKind, DirectoryObject, SnapshotPages, provider};
 use crate::duration::serde_duration;
 use crate::error::{IngestError, Result};
 use crate::normalize::identity::IdentityKeys;
@@ -119,7 +119,12 @@ pub struct IdentityCenterUser {
 
 /// Maps an IAM user.
 pub fn iam_user(source: &str, u: &IamUser) -> DirectoryObject {
-    let mut o = DirectoryObject::new(source, u.arn.clone(), DirectoryKind::User);
+    let mut o = DirectoryObject::new(
+        source,
+        provider::AWS_IAM,
+        u.arn.clone(),
+        DirectoryKind::User,
+    );
     let mut keys = IdentityKeys::new();
     keys.aws_arn(Some(&u.arn)).upn(Some(&u.user_name));
     o.keys = keys.into_vec();
@@ -135,6 +140,7 @@ pub fn iam_user(source: &str, u: &IamUser) -> DirectoryObject {
 pub fn identity_center_user(source: &str, u: &IdentityCenterUser) -> DirectoryObject {
     let mut o = DirectoryObject::new(
         source,
+        provider::AWS_IDENTITY_CENTER,
         format!("{}/{}", u.identity_store_id, u.user_id),
         DirectoryKind::User,
     );

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::dead_letter::DeadLetter;
-use crate::directory::{DirectoryKind, DirectoryObject, SnapshotPages};
+use crate::directory::{DirectoryKind, DirectoryObject, SnapshotPages, provider};
 use crate::error::{IngestError, Result};
 use crate::microsoft::odata::parse_list;
 use crate::microsoft::{ConnectionConfig, GRAPH_SCOPE, MicrosoftClient};
@@ -101,7 +101,12 @@ pub fn to_object(
     if !keys.iter().any(|k| k.starts_with("aad:")) {
         return Err(format!("user id {id:?} is not an Entra object id (GUID)"));
     }
-    let mut o = DirectoryObject::new(source, id.to_lowercase(), DirectoryKind::User);
+    let mut o = DirectoryObject::new(
+        source,
+        provider::ENTRA_ID,
+        id.to_lowercase(),
+        DirectoryKind::User,
+    );
     o.keys = keys;
     o.display_name = text(r, "displayName").map(str::to_string);
     o.enabled = r.get("accountEnabled").and_then(Value::as_bool);

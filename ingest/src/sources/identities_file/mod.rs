@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::directory::{DirectoryKind, DirectoryObject, SnapshotPages};
+use crate::directory::{DirectoryKind, DirectoryObject, SnapshotPages, provider};
 use crate::error::{IngestError, Result};
 use crate::normalize::identity::normalize_principal;
 use crate::source::{Page, Source};
@@ -94,8 +94,12 @@ pub fn parse(
                 keys.push(key);
             }
         }
-        let mut o =
-            DirectoryObject::new(source, format!("person-{entry}"), DirectoryKind::Override);
+        let mut o = DirectoryObject::new(
+            source,
+            provider::OVERRIDE,
+            format!("person-{entry}"),
+            DirectoryKind::Override,
+        );
         o.display_name = Some(p.reason.clone());
         o.location = Some(format!("{name} [[person]] #{entry}"));
         o.keys = keys;

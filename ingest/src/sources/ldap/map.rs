@@ -2,7 +2,7 @@
 
 use ldap3::SearchEntry;
 
-use crate::directory::{DirectoryKind, DirectoryObject};
+use crate::directory::{DirectoryKind, DirectoryObject, provider};
 use crate::normalize::identity::{IdentityKeys, guid_of_bytes, sid_of_bytes};
 
 /// The attributes read for users and groups.
@@ -85,7 +85,7 @@ pub fn to_object(
     } else {
         DirectoryKind::User
     };
-    let mut o = DirectoryObject::new(source, guid.clone(), kind);
+    let mut o = DirectoryObject::new(source, provider::ACTIVE_DIRECTORY, guid.clone(), kind);
     o.display_name = first(entry, "displayName")
         .or_else(|| first(entry, "cn"))
         .map(str::to_string);
