@@ -105,6 +105,11 @@ enum RulesCommand {
     },
 }
 
+// Ingest allocates many small strings (every field of every record); mimalloc makes the
+// normalize path ~40 % faster than the system allocator (`cargo bench -p cairn-ingest`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Stack of each runtime worker thread.
 const WORKER_STACK_BYTES: usize = 16 * 1024 * 1024;
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    ArrayRef, Int32Builder, ListBuilder, MapBuilder, RecordBatch, StringBuilder,
+    Array, ArrayRef, AsArray, Int32Builder, ListBuilder, MapBuilder, RecordBatch, StringBuilder,
     TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -501,6 +501,17 @@ impl FindingBatchBuilder {
             Arc::new(self.fields.finish()),
             Arc::new(self.raw.finish()),
         ];
+        // The next batch is likely the size of this one: allocating the large columns at that
+        // size once saves their repeated doubling (a copy of every raw record each time).
+        let rows = self.len;
+        let bytes = |c: &ArrayRef| c.as_string_opt::<i32>().map_or(0, |s| s.value_data().len());
+        self.raw = StringBuilder::with_capacity(rows, bytes(&columns[33]));
+        if let Some(map) = columns[32].as_map_opt() {
+            let entries = map.entries();
+            let keys = StringBuilder::with_capacity(entries.len(), bytes(entries.column(0)));
+            let values = StringBuilder::with_capacity(entries.len(), bytes(entries.column(1)));
+            self.fields = MapBuilder::with_capacity(None, keys, values, rows);
+        }
         self.len = 0;
         RecordBatch::try_new(finding_schema(), columns)
     }

@@ -66,7 +66,9 @@ impl IdentityKeys {
     }
 
     /// Adds an account name in any of the forms Windows and directories write it:
-    /// `DOMAIN\user`, `user@domain` (as a UPN) or a bare name with its domain alongside.
+    /// `DOMAIN\user`, `user@NETBIOS`, `user@domain` (as a UPN) or a bare name with its domain
+    /// alongside. A Kerberos principal `user@REALM` whose realm is the event's own domain is
+    /// the account's sAMAccountName as well as a UPN-shaped name, so it gives both keys.
     /// Machine accounts (`HOST$`) and built-in accounts are skipped.
     pub fn account(&mut self, domain: Option<&str>, name: Option<&str>) -> &mut Self {
         let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
@@ -75,7 +77,18 @@ impl IdentityKeys {
         if let Some((d, n)) = name.split_once('\\') {
             return self.account(Some(d), Some(n));
         }
+        if let Some((user, realm)) = name.split_once('@')
+            && !realm.contains('.')
+            && !user.is_empty()
+        {
+            return self.account(Some(realm), Some(user));
+        }
         if is_upn(name) {
+            if let Some((user, realm)) = name.split_once('@')
+                && domain.is_some_and(|d| d.trim().eq_ignore_ascii_case(realm))
+            {
+                self.account(Some(realm), Some(user));
+            }
             return self.upn(Some(name));
         }
         let lower = name.to_lowercase();
@@ -359,10 +372,24 @@ mod tests {
             ("s-1-5-21-1-2-3-1104", Some("sid:S-1-5-21-1-2-3-1104")),
             ("S-1-5-18", None),
             ("CORP\\WS01$", None),
+            ("Alice@CORP", Some("sam:corp\\alice")),
             ("alice", None),
         ] {
             assert_eq!(normalize_principal(input).as_deref(), key, "{input}");
         }
+    }
+
+    #[test]
+    fn a_kerberos_principal_in_its_own_realm_is_also_the_sam_account() {
+        let mut k = IdentityKeys::new();
+        k.account(Some("OFFSEC.LAN"), Some("admmig@OFFSEC.LAN"));
+        assert_eq!(
+            k.into_vec(),
+            ["sam:offsec\\admmig", "upn:admmig@offsec.lan"]
+        );
+        let mut other = IdentityKeys::new();
+        other.account(Some("OFFSEC.LAN"), Some("admmig@partner.example"));
+        assert_eq!(other.into_vec(), ["upn:admmig@partner.example"]);
     }
 
     #[test]
