@@ -103,6 +103,11 @@ enum RulesCommand {
         /// Extra rule folders to validate with the built-in pack.
         dirs: Vec<PathBuf>,
     },
+    /// Run every rule's inline tests on the production engine; exits 1 if any fails.
+    Test {
+        /// Extra rule folders (with the built-in pack and the configured ones).
+        dirs: Vec<PathBuf>,
+    },
 }
 
 // Ingest allocates many small strings (every field of every record); mimalloc makes the

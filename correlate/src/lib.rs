@@ -4,7 +4,8 @@
 //! - [`correlator`] runs one correlation pass: the window as a DataFusion table
 //!   ([`engine`]), [`identity`] resolution, every rule, detections keyed by
 //!   `(rule, entity, window bucket)`, and [`merge`] into incidents;
-//! - [`store`] persists it all ([`store::sqlite::SqliteStore`] is the embedded default).
+//! - [`store`] persists it all ([`store::sqlite::SqliteStore`] is the embedded default);
+//! - [`rule_tests`] runs rules' inline tests on the same engine (`cairn rules test`).
 
 pub mod correlator;
 pub mod engine;
@@ -14,6 +15,7 @@ pub mod merge;
 #[cfg(test)]
 mod pack_tests;
 pub mod pipeline;
+pub mod rule_tests;
 pub mod store;
 
 pub use correlator::{CorrelateConfig, PassReport, run_pass};

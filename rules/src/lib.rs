@@ -12,6 +12,7 @@
 
 pub mod load;
 pub mod rule;
+pub mod rule_test;
 pub mod sql;
 pub mod udf;
 

@@ -304,7 +304,23 @@ fn parse_rule(t: &RuleText) -> Result<Parsed, RuleError> {
         sql: file.sql,
         origin: t.origin.clone(),
         sql_line: line_of_key(&t.text, "sql").unwrap_or(1),
+        tests: check_tests(file.tests, &t.text).map_err(|m| err(line_of_key(&t.text, "tests"), m))?,
     })))
+}
+
+/// Checks that every test's findings build (times, severities); names must be unique.
+fn check_tests(
+    tests: Vec<crate::rule_test::RuleTest>,
+    _text: &str,
+) -> Result<Vec<crate::rule_test::RuleTest>, String> {
+    let mut names = std::collections::BTreeSet::new();
+    for t in &tests {
+        if !names.insert(t.name.as_str()) {
+            return Err(format!("two tests are named `{}`", t.name));
+        }
+        t.to_findings().map_err(|e| format!("test `{}`: {e}", t.name))?;
+    }
+    Ok(tests)
 }
 
 #[cfg(test)]

@@ -21,6 +21,10 @@
 //! window: 24h
 //! sql: |
 //!   SELECT … AS entity_key, … FROM findings WHERE …
+//! tests:               # see [`crate::rule_test`]
+//!   - name: …
+//!     findings: [ … ]
+//!     expect: [ { entity_key: … } ]
 //! ```
 
 use std::time::Duration;
@@ -86,6 +90,8 @@ pub(crate) struct RuleFile {
     pub sql: String,
     #[serde(default)]
     pub enabled: Option<bool>,
+    #[serde(default)]
+    pub tests: Vec<crate::rule_test::RuleTest>,
 }
 
 /// A validated rule: its SQL has been planned against the `findings` schema and returns
@@ -114,6 +120,9 @@ pub struct Rule {
     /// Line of the `sql:` key in the file, for error reports.
     #[serde(skip)]
     pub sql_line: usize,
+    /// Inline tests (`cairn rules test` runs them).
+    #[serde(skip)]
+    pub tests: Vec<crate::rule_test::RuleTest>,
 }
 
 mod duration_secs {

@@ -182,6 +182,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{} rules valid", rules.len());
                 Ok(ExitCode::SUCCESS)
             }
+            RulesCommand::Test { dirs } => {
+                let rules = setup.rules(&dirs).await?;
+                let (mut passed, mut failed, mut untested) = (0, 0, Vec::new());
+                for rule in rules.rules() {
+                    if rule.tests.is_empty() {
+                        untested.push(rule.id.clone());
+                        continue;
+                    }
+                    for o in cairn_correlate::rule_tests::run_rule_tests(rule).await {
+                        match o.failure {
+                            None => passed += 1,
+                            Some(f) => {
+                                failed += 1;
+                                println!("FAIL {} / {} ({})\n     {f}", o.rule_id, o.name, o.origin);
+                            }
+                        }
+                    }
+                }
+                if !untested.is_empty() {
+                    println!("rules without tests: {}", untested.join(", "));
+                }
+                println!(
+                    "{} rules, {} tests: {passed} passed, {failed} failed",
+                    rules.len(),
+                    passed + failed
+                );
+                Ok(if failed > 0 {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                })
+            }
         },
     }
 }
