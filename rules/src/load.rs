@@ -304,7 +304,8 @@ fn parse_rule(t: &RuleText) -> Result<Parsed, RuleError> {
         sql: file.sql,
         origin: t.origin.clone(),
         sql_line: line_of_key(&t.text, "sql").unwrap_or(1),
-        tests: check_tests(file.tests, &t.text).map_err(|m| err(line_of_key(&t.text, "tests"), m))?,
+        tests: check_tests(file.tests, &t.text)
+            .map_err(|m| err(line_of_key(&t.text, "tests"), m))?,
     })))
 }
 
@@ -318,7 +319,8 @@ fn check_tests(
         if !names.insert(t.name.as_str()) {
             return Err(format!("two tests are named `{}`", t.name));
         }
-        t.to_findings().map_err(|e| format!("test `{}`: {e}", t.name))?;
+        t.to_findings()
+            .map_err(|e| format!("test `{}`: {e}", t.name))?;
     }
     Ok(tests)
 }

@@ -176,7 +176,8 @@ impl RuleTest {
             .map(|a| {
                 let key = format!("upn:{}", a.identity);
                 keys.insert(key.clone(), a.identity.clone());
-                let mut o = DirectoryObject::new("test", &a.provider, &a.identity, DirectoryKind::User);
+                let mut o =
+                    DirectoryObject::new("test", &a.provider, &a.identity, DirectoryKind::User);
                 o.keys = vec![key];
                 o.enabled = a.enabled;
                 o.privileged = a.privileged;
@@ -195,8 +196,9 @@ impl TestFinding {
             Some(a) if a.trim() == "0" || a.trim() == "0m" || a.trim() == "0s" => {
                 std::time::Duration::ZERO
             }
-            Some(a) => cairn_ingest::duration::parse_duration(a)
-                .ok_or_else(|| format!("finding {n}: `at: {a}` is not an offset like 0m, 90s, 2h"))?,
+            Some(a) => cairn_ingest::duration::parse_duration(a).ok_or_else(|| {
+                format!("finding {n}: `at: {a}` is not an offset like 0m, 90s, 2h")
+            })?,
         };
         let time = test_epoch()
             + chrono::Duration::from_std(offset).map_err(|e| format!("finding {n}: {e}"))?;

@@ -77,7 +77,8 @@ async fn incidents_list_filters_and_pages() {
     let (_, high) = get(&state, "/api/v1/incidents?severity=high&status=new").await;
     let high = high["items"].as_array().expect("items");
     assert_eq!(high.len(), 1);
-    assert_eq!(high[0]["severity"], "High");
+    // The story's DCSync makes its incident critical.
+    assert_eq!(high[0]["severity"], "Critical");
     let (_, by_id) = get(&state, "/api/v1/incidents?severity=4").await;
     assert_eq!(by_id["items"].as_array().map(Vec::len), Some(1));
     let (_, later) = get(&state, "/api/v1/incidents?since=2026-11-16T09:00:00Z").await;

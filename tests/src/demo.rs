@@ -24,7 +24,9 @@ fn demo_once_prints_one_incident_across_aws_microsoft_and_ad() {
         1,
         "exactly one incident spans all three sources:\n{text}"
     );
-    assert!(spanning[0].contains("admmig@offsec.lan"), "{text}");
+    // The worst step names it: the attacker's DCSync.
+    assert!(spanning[0].contains("Critical"), "{text}");
+    assert!(spanning[0].contains("DCSync by admmig"), "{text}");
 }
 
 #[test]
@@ -44,7 +46,7 @@ fn demo_serves_the_incident_with_its_cross_source_timeline() {
         .collect();
     assert_eq!(story.len(), 1, "{body}");
     let id = story[0]["id"].as_str().expect("id");
-    assert_eq!(story[0]["severity"], "High");
+    assert_eq!(story[0]["severity"], "Critical");
     assert!(
         story[0]["entities"]
             .as_array()

@@ -195,7 +195,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             None => passed += 1,
                             Some(f) => {
                                 failed += 1;
-                                println!("FAIL {} / {} ({})\n     {f}", o.rule_id, o.name, o.origin);
+                                println!(
+                                    "FAIL {} / {} ({})\n     {f}",
+                                    o.rule_id, o.name, o.origin
+                                );
                             }
                         }
                     }
