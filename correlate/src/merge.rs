@@ -2,9 +2,13 @@
 //!
 //! A detection joins an open incident when they share an entity (identity, host, IP, cloud
 //! resource) and their evidence lies within the merge window of each other; otherwise it
-//! opens a new incident. Detections are taken oldest first, so the outcome does not depend
-//! on the order rules ran in; a detection already in an incident stays there (re-evaluation
-//! only refreshes the incident's aggregates), so running a pass twice changes nothing.
+//! opens a new incident. When it shares entities with several open incidents, it links them:
+//! they merge into the oldest, and the others are closed, naming the one that absorbed them
+//! (their detections, entities and reasons move there). Closed incidents are never reopened:
+//! a detection about a closed incident's entities opens a new one. Detections are taken
+//! oldest first, so the outcome does not depend on the order rules ran in; a detection
+//! already in an incident stays there (re-evaluation only refreshes the incident's
+//! aggregates), so running a pass twice changes nothing.
 //!
 //! Hosts count as merge entities only where they are what the evidence is about: a
 //! provider's alert on a device, or a rule about a host. The computer that *logged* a
@@ -140,6 +144,7 @@ pub fn merge(
     }
     let mut touched: BTreeSet<String> = BTreeSet::new();
     let mut reasons = Vec::new();
+    let mut merged: Vec<(String, String)> = Vec::new();
 
     for d in detections.iter_mut() {
         let entities = detection_entities(d, findings);
@@ -151,24 +156,59 @@ pub fn merge(
             }
             continue;
         }
-        // Join the earliest open incident that shares an entity within the window.
-        let joined = incidents
-            .iter_mut()
-            .filter(|inc| inc.status != IncidentStatus::Closed && overlaps(inc, d, merge_window))
-            .filter_map(|inc| {
-                let shared = inc.entities.iter().find(|e| entities.contains(e)).cloned();
-                shared.map(|s| (inc, s))
+        // Every open incident that shares an entity within the window, oldest first.
+        let mut linked: Vec<(usize, Entity)> = incidents
+            .iter()
+            .enumerate()
+            .filter(|(_, inc)| {
+                inc.status != IncidentStatus::Closed
+                    && inc.merged_into.is_none()
+                    && overlaps(inc, d, merge_window)
             })
-            .min_by(|(a, _), (b, _)| (a.first_seen, &a.id).cmp(&(b.first_seen, &b.id)));
-        match joined {
-            Some((inc, shared)) => {
+            .filter_map(|(i, inc)| {
+                let shared = inc.entities.iter().find(|e| entities.contains(e)).cloned();
+                shared.map(|s| (i, s))
+            })
+            .collect();
+        linked.sort_by(|(a, _), (b, _)| {
+            (incidents[*a].first_seen, &incidents[*a].id)
+                .cmp(&(incidents[*b].first_seen, &incidents[*b].id))
+        });
+        match linked.split_first() {
+            Some(((survivor, shared), others)) => {
+                let mut reason = format!(
+                    "“{}” shares {} {} with the incident “{}”",
+                    d.title, shared.kind, shared.value, incidents[*survivor].title
+                );
+                for (other, via) in others {
+                    let (absorbed_id, absorbed_title, absorbed_number) = {
+                        let o = &incidents[*other];
+                        (o.id.clone(), o.title.clone(), o.number)
+                    };
+                    let number = if absorbed_number > 0 {
+                        format!(" (#{absorbed_number})")
+                    } else {
+                        String::new()
+                    };
+                    reason.push_str(&format!(
+                        ", and {} {} with the incident “{absorbed_title}”{number}, which is merged into it",
+                        via.kind, via.value
+                    ));
+                    let absorbed = incidents[*other].clone();
+                    let survivor_id = incidents[*survivor].id.clone();
+                    fold_incident(&mut incidents[*survivor], &absorbed, now);
+                    let gone = &mut incidents[*other];
+                    gone.status = IncidentStatus::Closed;
+                    gone.merged_into = Some(survivor_id.clone());
+                    gone.updated_at = now;
+                    merged.push((absorbed_id.clone(), survivor_id));
+                    touched.insert(absorbed_id);
+                }
+                let inc = &mut incidents[*survivor];
                 reasons.push(MergeReason {
                     incident_id: inc.id.clone(),
                     detection_id: d.id.clone(),
-                    reason: format!(
-                        "“{}” shares {} {} with the incident “{}”",
-                        d.title, shared.kind, shared.value, inc.title
-                    ),
+                    reason,
                     at: now,
                 });
                 d.incident_id = Some(inc.id.clone());
@@ -193,6 +233,7 @@ pub fn merge(
                     entities: Vec::new(),
                     detection_count: 0,
                     finding_count: 0,
+                    merged_into: None,
                 };
                 absorb(&mut inc, d, &entities, findings, now);
                 reasons.push(MergeReason {
@@ -207,6 +248,16 @@ pub fn merge(
             }
         }
     }
+    // Detections of this pass that sat in an absorbed incident follow it.
+    for d in detections.iter_mut() {
+        if let Some(to) = merged
+            .iter()
+            .find(|(from, _)| d.incident_id.as_deref() == Some(from.as_str()))
+            .map(|(_, to)| to.clone())
+        {
+            d.incident_id = Some(to);
+        }
+    }
     CorrelationChanges {
         incidents: incidents
             .into_iter()
@@ -214,7 +265,26 @@ pub fn merge(
             .collect(),
         detections,
         reasons,
+        merged,
     }
+}
+
+/// Folds an absorbed incident's aggregates into the survivor's.
+fn fold_incident(into: &mut Incident, other: &Incident, now: DateTime<Utc>) {
+    if other.severity_id > into.severity_id {
+        into.severity_id = other.severity_id;
+        into.severity = other.severity.clone();
+        into.title = other.title.clone();
+    }
+    into.first_seen = into.first_seen.min(other.first_seen);
+    into.last_seen = into.last_seen.max(other.last_seen);
+    union_into(&mut into.tactics, other.tactics.iter().cloned());
+    union_into(&mut into.techniques, other.techniques.iter().cloned());
+    union_into(&mut into.sources, other.sources.iter().cloned());
+    let mut all: BTreeSet<Entity> = into.entities.drain(..).collect();
+    all.extend(other.entities.iter().cloned());
+    into.entities = all.into_iter().collect();
+    into.updated_at = now;
 }
 
 #[cfg(test)]
@@ -377,5 +447,130 @@ mod tests {
         );
         assert_eq!(second.incidents.len(), 1);
         assert_ne!(second.incidents[0].id, closed.id);
+    }
+}
+
+#[cfg(test)]
+mod linking_tests {
+    use super::*;
+    use cairn_ingest::schema::CLASS_AUTHENTICATION;
+
+    fn t(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + h * 3600, 0).expect("time")
+    }
+
+    fn detection(id: &str, at: i64, uids: &[&str]) -> Detection {
+        Detection {
+            id: format!("{id:0<16}"),
+            rule_id: format!("rule.{id}"),
+            title: format!("detection {id}"),
+            entity_kind: "finding".into(),
+            entity_key: uids[0].into(),
+            bucket: 0,
+            severity_id: 3,
+            first_seen: t(at),
+            last_seen: t(at),
+            finding_uids: uids.iter().map(|u| u.to_string()).collect(),
+            tactics: vec![],
+            techniques: vec![],
+            incident_id: None,
+        }
+    }
+
+    #[test]
+    fn a_detection_linking_two_open_incidents_merges_them_into_the_older() {
+        let mut by_identity = Finding::new(
+            "ad.windows",
+            "f1".into(),
+            CLASS_AUTHENTICATION,
+            t(0),
+            "{}".into(),
+        );
+        by_identity.identity_id = Some("alice@corp.example".into());
+        let mut by_ip = Finding::new(
+            "aws.securityhub",
+            "f2".into(),
+            CLASS_DETECTION_FINDING,
+            t(1),
+            "{}".into(),
+        );
+        by_ip.src_ip = Some("198.51.100.7".into());
+        let mut both = Finding::new(
+            "azure.defender",
+            "f3".into(),
+            CLASS_DETECTION_FINDING,
+            t(2),
+            "{}".into(),
+        );
+        both.identity_id = Some("alice@corp.example".into());
+        both.src_ip = Some("198.51.100.7".into());
+        let fs = [by_identity, by_ip, both];
+        let index: HashMap<&str, &Finding> =
+            fs.iter().map(|f| (f.finding_uid.as_str(), f)).collect();
+
+        // Two passes open two incidents; a third detection names both of their entities.
+        let first = merge(
+            vec![detection("a", 0, &["f1"]), detection("b", 1, &["f2"])],
+            vec![],
+            &HashMap::new(),
+            &index,
+            Duration::hours(24),
+            t(1),
+        );
+        assert_eq!(first.incidents.len(), 2);
+        let mut open = first.incidents.clone();
+        for (n, inc) in open.iter_mut().enumerate() {
+            inc.number = n as i64 + 1;
+        }
+        let older = open
+            .iter()
+            .find(|i| i.entities.iter().any(|e| e.value == "alice@corp.example"))
+            .expect("a")
+            .id
+            .clone();
+        let younger = open
+            .iter()
+            .find(|i| i.entities.iter().any(|e| e.value == "198.51.100.7"))
+            .expect("b")
+            .id
+            .clone();
+
+        let link = merge(
+            vec![detection("c", 2, &["f3"])],
+            open,
+            &HashMap::new(),
+            &index,
+            Duration::hours(24),
+            t(3),
+        );
+        assert_eq!(link.merged, [(younger.clone(), older.clone())]);
+        assert_eq!(
+            link.detections[0].incident_id.as_deref(),
+            Some(older.as_str())
+        );
+        let gone = link
+            .incidents
+            .iter()
+            .find(|i| i.id == younger)
+            .expect("absorbed");
+        assert_eq!(gone.status, IncidentStatus::Closed);
+        assert_eq!(gone.merged_into.as_deref(), Some(older.as_str()));
+        let kept = link
+            .incidents
+            .iter()
+            .find(|i| i.id == older)
+            .expect("survivor");
+        assert_eq!(
+            kept.sources,
+            ["ad.windows", "aws.securityhub", "azure.defender"]
+        );
+        assert!(kept.entities.iter().any(|e| e.value == "198.51.100.7"));
+        let reason = &link.reasons[0].reason;
+        assert!(
+            reason.contains("shares identity alice@corp.example")
+                && reason.contains("ip 198.51.100.7")
+                && reason.contains("which is merged into it"),
+            "{reason}"
+        );
     }
 }

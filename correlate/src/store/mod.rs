@@ -187,6 +187,9 @@ pub struct Incident {
     pub detection_count: i64,
     /// Number of distinct findings of its detections.
     pub finding_count: i64,
+    /// The incident this one was merged into (it is then closed).
+    #[serde(default)]
+    pub merged_into: Option<String>,
 }
 
 /// Why a detection joined an incident (or opened it).
@@ -267,6 +270,9 @@ pub struct CorrelationChanges {
     pub incidents: Vec<Incident>,
     /// Merge reasons to add.
     pub reasons: Vec<MergeReason>,
+    /// Open incidents absorbed by another: (absorbed id, surviving id). The absorbed one is
+    /// closed, and its detections, entities and reasons move to the survivor.
+    pub merged: Vec<(String, String)>,
 }
 
 /// A finding in an incident whose provider has not been told yet.

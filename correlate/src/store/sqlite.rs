@@ -184,6 +184,7 @@ fn incident_from_row(r: &SqliteRow) -> Result<Incident> {
         entities: Vec::new(),
         detection_count: get(r, "detection_count")?,
         finding_count: get(r, "finding_count")?,
+        merged_into: get(r, "merged_into")?,
     })
 }
 
@@ -323,7 +324,7 @@ const COUNTS: &str = "detection_count = (SELECT count(*) FROM detections WHERE i
                      WHERE d.incident_id = incidents.id)";
 
 const INCIDENT_COLUMNS: &str = "id, number, title, status, severity_id, first_seen, last_seen, \
-    created_at, updated_at, tactics, techniques, sources, detection_count, finding_count";
+    created_at, updated_at, tactics, techniques, sources, detection_count, finding_count, merged_into";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -811,11 +812,40 @@ impl Store for SqliteStore {
             .await
             .map_err(CorrelateError::storage(ctx))?;
         }
-        for inc in &changes.incidents {
+        for (absorbed, survivor) in &changes.merged {
+            sqlx::query(
+                "UPDATE incidents SET status = 'closed', merged_into = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(survivor)
+            .bind(now)
+            .bind(absorbed)
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+            for sql in [
+                "UPDATE detections SET incident_id = ?1 WHERE incident_id = ?2",
+                "INSERT OR IGNORE INTO incident_entities (incident_id, kind, value) \
+                   SELECT ?1, kind, value FROM incident_entities WHERE incident_id = ?2",
+                "UPDATE OR IGNORE merge_reasons SET incident_id = ?1 WHERE incident_id = ?2",
+            ] {
+                sqlx::query(sql)
+                    .bind(survivor)
+                    .bind(absorbed)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(CorrelateError::storage(ctx))?;
+            }
+        }
+        let recount = changes
+            .incidents
+            .iter()
+            .map(|i| &i.id)
+            .chain(changes.merged.iter().map(|(a, _)| a));
+        for id in recount {
             sqlx::query(AssertSqlSafe(format!(
                 "UPDATE incidents SET {COUNTS} WHERE id = ?"
             )))
-            .bind(&inc.id)
+            .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(CorrelateError::storage(ctx))?;

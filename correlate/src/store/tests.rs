@@ -163,6 +163,7 @@ fn incident(id: &str, severity_id: i32, minute: i64) -> Incident {
         }],
         detection_count: 0,
         finding_count: 0,
+        merged_into: None,
     }
 }
 
@@ -232,4 +233,59 @@ async fn incidents_page_newest_first_with_filters() {
     );
     let detail = s.incident("i1").await.expect("detail").expect("exists");
     assert_eq!(detail.incident.severity_id, 3);
+}
+
+#[tokio::test]
+async fn a_merged_incident_is_closed_and_its_detections_move_to_the_survivor() {
+    let (_dir, s) = store().await;
+    let detection = |id: &str, incident: &str| super::Detection {
+        id: id.into(),
+        rule_id: format!("rule.{id}"),
+        title: format!("detection {id}"),
+        entity_kind: "identity".into(),
+        entity_key: format!("{id}@corp.example"),
+        bucket: 0,
+        severity_id: 3,
+        first_seen: t(0),
+        last_seen: t(0),
+        finding_uids: vec![format!("f-{id}")],
+        tactics: vec![],
+        techniques: vec![],
+        incident_id: Some(incident.into()),
+    };
+    s.apply(&CorrelationChanges {
+        incidents: vec![incident("old", 3, 0), incident("young", 4, 5)],
+        detections: vec![detection("d1", "old"), detection("d2", "young")],
+        ..CorrelationChanges::default()
+    })
+    .await
+    .expect("two incidents");
+    let mut survivor = incident("old", 4, 0);
+    survivor.entities.push(Entity {
+        kind: "identity".into(),
+        value: "young@corp.example".into(),
+    });
+    s.apply(&CorrelationChanges {
+        incidents: vec![survivor],
+        detections: vec![detection("d3", "old")],
+        merged: vec![("young".into(), "old".into())],
+        ..CorrelationChanges::default()
+    })
+    .await
+    .expect("merge");
+    let young = s.incident("young").await.expect("read").expect("kept");
+    assert_eq!(young.incident.status, IncidentStatus::Closed);
+    assert_eq!(young.incident.merged_into.as_deref(), Some("old"));
+    assert_eq!(young.incident.detection_count, 0);
+    let old = s.incident("old").await.expect("read").expect("kept");
+    assert_eq!(old.incident.detection_count, 3);
+    assert_eq!(old.incident.finding_count, 3);
+    let open: Vec<String> = s
+        .open_incidents()
+        .await
+        .expect("open")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(open, ["old"]);
 }
