@@ -49,6 +49,9 @@ pub struct PassReport {
     pub findings: usize,
     /// Findings whose resolved identity changed.
     pub identities_changed: usize,
+    /// Joins refused because records named two different accounts (SIDs, GUIDs, Entra ids)
+    /// as one.
+    pub identity_conflicts: usize,
     /// Rules evaluated.
     pub rules: usize,
     /// Detections seen for the first time.
@@ -137,8 +140,13 @@ async fn resolve_identities(
     keys.sort();
     keys.dedup();
     let known = store.identity_assignments(&keys).await?;
-    let resolution = identity::resolve(findings, &directory, &known);
+    let catalog = store.identity_catalog().await?;
+    let resolution = identity::resolve(findings, &directory, &known, &catalog);
     report.identities_changed = resolution.findings_changed;
+    report.identity_conflicts = resolution.conflicts.len();
+    for c in resolution.conflicts.iter().take(5) {
+        tracing::warn!(a = %c.a, b = %c.b, reason = %c.reason, "Refused to join two different accounts into one identity");
+    }
     if !resolution.assignments.is_empty()
         || !resolution.aliases.is_empty()
         || !resolution.links.is_empty()

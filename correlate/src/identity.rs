@@ -44,6 +44,19 @@ pub struct Resolution {
     pub aliases: BTreeMap<String, String>,
     /// The joins this resolution made between keys not yet known to be one identity.
     pub links: Vec<Link>,
+    /// Joins refused because they would have made two accounts (different SIDs, GUIDs or
+    /// Entra object ids) one person.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// What the store knows of identities beyond this window: the anchor keys of each identity
+/// id (so a reused name cannot carry a new account into an old identity) and every id in use.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Identity id → its anchor keys (`sid:`, `guid:`, `aad:`).
+    pub anchors: HashMap<String, Vec<String>>,
+    /// Every identity id assigned so far.
+    pub ids: std::collections::HashSet<String>,
 }
 
 /// Why two identity keys are one identity.
@@ -58,12 +71,51 @@ pub struct Link {
     pub reason: String,
 }
 
-/// Disjoint sets over interned identity keys.
+/// Key types that name exactly one account. Two different values of one type are two
+/// accounts: no name key (UPN, e-mail, `DOMAIN\\sam`) joins them, because names are reused
+/// (a leaver's `jsmith` given to a new hire) and can be chosen by whoever writes the record;
+/// only an operator's override can.
+const ANCHOR_TYPES: &[&str] = &["sid", "guid", "aad"];
+
+fn is_anchor(key: &str) -> bool {
+    key.split_once(':')
+        .is_some_and(|(t, _)| ANCHOR_TYPES.contains(&t))
+}
+
+/// Whether two sets of anchor keys can be one identity: for every anchor type both name,
+/// they share a value.
+fn compatible(a: &[String], b: &[String]) -> bool {
+    ANCHOR_TYPES.iter().all(|t| {
+        let of = |set: &[String]| -> Vec<String> {
+            set.iter()
+                .filter(|k| k.split_once(':').map(|(kt, _)| kt) == Some(*t))
+                .cloned()
+                .collect()
+        };
+        let (x, y) = (of(a), of(b));
+        x.is_empty() || y.is_empty() || x.iter().any(|k| y.contains(k))
+    })
+}
+
+/// Disjoint sets over interned identity keys, each root knowing its set's anchor keys.
 #[derive(Default)]
 struct UnionFind {
     parent: Vec<usize>,
     index: HashMap<String, usize>,
     keys: Vec<String>,
+    anchors: Vec<Vec<String>>,
+}
+
+/// Two keys a record asserted to be one account, refused because their sets hold different
+/// accounts' anchors.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Conflict {
+    /// One key.
+    pub a: String,
+    /// The other key.
+    pub b: String,
+    /// What asserted it.
+    pub reason: String,
 }
 
 impl UnionFind {
@@ -75,6 +127,11 @@ impl UnionFind {
         self.parent.push(i);
         self.index.insert(key.to_string(), i);
         self.keys.push(key.to_string());
+        self.anchors.push(if is_anchor(key) {
+            vec![key.to_string()]
+        } else {
+            Vec::new()
+        });
         i
     }
 
@@ -86,27 +143,51 @@ impl UnionFind {
         i
     }
 
-    /// Joins the sets of `a` and `b`; returns whether they were apart.
-    fn union(&mut self, a: usize, b: usize) -> bool {
+    /// Joins the sets of `a` and `b` unless they hold different accounts' anchors (or
+    /// `force`, for an operator's override). `Ok(true)` when they were apart and now are one.
+    fn union(&mut self, a: usize, b: usize, force: bool) -> Result<bool, ()> {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra == rb {
-            return false;
+            return Ok(false);
+        }
+        if !force && !compatible(&self.anchors[ra], &self.anchors[rb]) {
+            return Err(());
         }
         let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
         self.parent[hi] = lo;
-        true
+        let moved = std::mem::take(&mut self.anchors[hi]);
+        for k in moved {
+            if !self.anchors[lo].contains(&k) {
+                self.anchors[lo].push(k);
+            }
+        }
+        Ok(true)
     }
 
-    /// Joins all `keys` as one account, recording a link for every join that was news.
-    fn assert_same(&mut self, keys: &[String], reason: impl Fn() -> String, links: &mut Vec<Link>) {
+    /// Joins all `keys` as one account, recording a link for every join that was news and a
+    /// conflict for every join refused.
+    fn assert_same(
+        &mut self,
+        keys: &[String],
+        force: bool,
+        reason: impl Fn() -> String,
+        links: &mut Vec<Link>,
+        conflicts: &mut Vec<Conflict>,
+    ) {
         let ids: Vec<usize> = keys.iter().map(|k| self.intern(k)).collect();
         for (pair, names) in ids.windows(2).zip(keys.windows(2)) {
-            if self.union(pair[0], pair[1]) {
-                links.push(Link {
+            match self.union(pair[0], pair[1], force) {
+                Ok(true) => links.push(Link {
                     a: names[0].clone(),
                     b: names[1].clone(),
                     reason: reason(),
-                });
+                }),
+                Ok(false) => {}
+                Err(()) => conflicts.push(Conflict {
+                    a: names[0].clone(),
+                    b: names[1].clone(),
+                    reason: reason(),
+                }),
             }
         }
     }
@@ -124,15 +205,17 @@ fn id_rank(id: &str) -> u8 {
     }
 }
 
-/// Resolves `identity_id` for every finding in place, given the directory's accounts and
-/// the ids already assigned to (some of) the keys.
+/// Resolves `identity_id` for every finding in place, given the directory's accounts, the ids
+/// already assigned to (some of) the keys and the store's `catalog` of identities.
 pub fn resolve(
     findings: &mut [Finding],
     directory: &[DirectoryObject],
     known: &HashMap<String, Assigned>,
+    catalog: &Catalog,
 ) -> Resolution {
     let mut uf = UnionFind::default();
     let mut links = Vec::new();
+    let mut conflicts = Vec::new();
     // Directory objects first, in a fixed order, so that links name the directory's word
     // before an event's whenever both say the same.
     let mut accounts: Vec<&DirectoryObject> = directory
@@ -143,7 +226,8 @@ pub fn resolve(
     // Where a directory lists a key among its account's keys: its UPN before its e-mail.
     let mut directory_position: HashMap<&str, usize> = HashMap::new();
     for o in accounts {
-        uf.assert_same(&o.keys, || o.reason(), &mut links);
+        let force = o.kind == DirectoryKind::Override;
+        uf.assert_same(&o.keys, force, || o.reason(), &mut links, &mut conflicts);
         for (i, k) in o.keys.iter().enumerate() {
             directory_position.entry(k.as_str()).or_insert(i);
         }
@@ -157,18 +241,20 @@ pub fn resolve(
         let f = &findings[i];
         uf.assert_same(
             &f.identity_keys,
+            false,
             || format!("named together in {} record {}", f.source, f.finding_uid),
             &mut links,
+            &mut conflicts,
         );
     }
     // Keys known to belong to one identity stay together even if no record in this window
-    // names them together.
+    // names them together, unless this window shows them on different accounts.
     let mut by_known_id: HashMap<&str, usize> = HashMap::new();
     for i in 0..uf.keys.len() {
         if let Some(a) = known.get(&uf.keys[i]) {
             match by_known_id.get(a.identity_id.as_str()) {
                 Some(&j) => {
-                    uf.union(i, j);
+                    let _ = uf.union(i, j, false);
                 }
                 None => {
                     by_known_id.insert(a.identity_id.as_str(), i);
@@ -190,13 +276,22 @@ pub fn resolve(
     });
     let mut resolution = Resolution {
         links,
+        conflicts,
         ..Resolution::default()
     };
+    // First every set's id, then the assignments and aliases that follow from all of them.
     let mut id_of_root: HashMap<usize, String> = HashMap::new();
+    let mut taken: std::collections::HashSet<String> = catalog.ids.clone();
+    let mut claimed: std::collections::HashSet<String> = std::collections::HashSet::new();
     for (root, members) in &sets {
+        let set_anchors = &uf.anchors[*root];
+        // An identity whose stored anchors belong to other accounts cannot be this set's,
+        // even if a reused name points at it; nor can one another set already took.
         let survivor = members
             .iter()
             .filter_map(|&i| known.get(&uf.keys[i]))
+            .filter(|a| fits(catalog, set_anchors, &a.identity_id))
+            .filter(|a| !claimed.contains(&a.identity_id))
             .min_by(|a, b| {
                 (a.assigned_at, id_rank(&a.identity_id), &a.identity_id).cmp(&(
                     b.assigned_at,
@@ -214,14 +309,36 @@ pub fn resolve(
                     (key_rank(a), pos(a), *a).cmp(&(key_rank(b), pos(b), *b))
                 })
                 .map(|k| display_key(k).to_string());
-            best.unwrap_or_default()
+            let base = best.unwrap_or_default();
+            // A new account whose name another identity already holds gets its own id.
+            let mut id = base.clone();
+            let mut n = 2;
+            while taken.contains(&id) {
+                id = format!("{base}#{n}");
+                n += 1;
+            }
+            id
         });
+        taken.insert(id.clone());
+        claimed.insert(id.clone());
+        id_of_root.insert(*root, id);
+    }
+    for (root, members) in &sets {
+        let id = &id_of_root[root];
+        let set_anchors = &uf.anchors[*root];
         for &i in members {
             let key = &uf.keys[i];
             match known.get(key) {
-                Some(a) if a.identity_id == id => {}
+                Some(a) if &a.identity_id == id => {}
                 Some(a) => {
-                    resolution.aliases.insert(a.identity_id.clone(), id.clone());
+                    // A compatible identity that lost to an older one is absorbed by it; one
+                    // that holds other accounts, or is another set's id, keeps its accounts
+                    // and only loses this (reused) key.
+                    if fits(catalog, set_anchors, &a.identity_id)
+                        && !claimed.contains(&a.identity_id)
+                    {
+                        resolution.aliases.insert(a.identity_id.clone(), id.clone());
+                    }
                     resolution.assignments.insert(key.clone(), id.clone());
                 }
                 None => {
@@ -229,10 +346,15 @@ pub fn resolve(
                 }
             }
         }
-        id_of_root.insert(*root, id);
     }
     for f in findings.iter_mut() {
-        let resolved = f.identity_keys.first().and_then(|k| {
+        // The account's anchor decides when a record's names were refused to it.
+        let key = f
+            .identity_keys
+            .iter()
+            .find(|k| is_anchor(k))
+            .or_else(|| f.identity_keys.first());
+        let resolved = key.and_then(|k| {
             let i = *uf.index.get(k.as_str())?;
             id_of_root.get(&uf.find(i)).cloned()
         });
@@ -242,6 +364,18 @@ pub fn resolve(
         }
     }
     resolution
+}
+
+/// Whether identity `id`'s stored anchors are compatible with a set's.
+fn fits(catalog: &Catalog, set_anchors: &[String], id: &str) -> bool {
+    compatible(
+        set_anchors,
+        catalog
+            .anchors
+            .get(id)
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -293,7 +427,7 @@ mod tests {
             finding("other", &["sam:offsec\\bob"]),
             finding("none", &[]),
         ];
-        let r = resolve(&mut fs, &[], &HashMap::new());
+        let r = resolve(&mut fs, &[], &HashMap::new(), &Catalog::default());
         assert_eq!(r.findings_changed, 5);
         let ids: Vec<_> = fs.iter().map(|f| f.identity_id.as_deref()).collect();
         assert_eq!(
@@ -308,7 +442,7 @@ mod tests {
             ]
         );
         assert!(r.aliases.is_empty());
-        let again = resolve(&mut fs, &[], &known(&r, 0));
+        let again = resolve(&mut fs, &[], &known(&r, 0), &Catalog::default());
         assert_eq!(
             again,
             Resolution::default(),
@@ -322,7 +456,7 @@ mod tests {
             "ad",
             &["sam:offsec\\admmig", "sid:S-1-5-21-1-2-3-1111"],
         )];
-        let first = resolve(&mut ad, &[], &HashMap::new());
+        let first = resolve(&mut ad, &[], &HashMap::new(), &Catalog::default());
         assert_eq!(ad[0].identity_id.as_deref(), Some("offsec\\admmig"));
         let mut later = vec![
             finding("ad", &["sam:offsec\\admmig", "sid:S-1-5-21-1-2-3-1111"]),
@@ -332,7 +466,7 @@ mod tests {
             ),
             finding("aws", &["upn:admmig@offsec.lan"]),
         ];
-        let second = resolve(&mut later, &[], &known(&first, 0));
+        let second = resolve(&mut later, &[], &known(&first, 0), &Catalog::default());
         assert!(
             later
                 .iter()
@@ -354,14 +488,20 @@ mod tests {
             "ad",
             &["sam:offsec\\admmig", "sid:S-1-5-21-1-2-3-1111"],
         )];
-        let mut known_ids = known(&resolve(&mut ad, &[], &HashMap::new()), 100);
+        let mut known_ids = known(
+            &resolve(&mut ad, &[], &HashMap::new(), &Catalog::default()),
+            100,
+        );
         let mut aws = vec![finding("aws", &["upn:admmig@offsec.lan"])];
-        known_ids.extend(known(&resolve(&mut aws, &[], &HashMap::new()), 200));
+        known_ids.extend(known(
+            &resolve(&mut aws, &[], &HashMap::new(), &Catalog::default()),
+            200,
+        ));
         let mut link = vec![finding(
             "graph",
             &["upn:admmig@offsec.lan", "sid:S-1-5-21-1-2-3-1111"],
         )];
-        let r = resolve(&mut link, &[], &known_ids);
+        let r = resolve(&mut link, &[], &known_ids, &Catalog::default());
         assert_eq!(link[0].identity_id.as_deref(), Some("offsec\\admmig"));
         assert_eq!(
             r.aliases.get("admmig@offsec.lan").map(String::as_str),
@@ -384,12 +524,102 @@ mod tests {
         let mut forward = make();
         let mut backward = make();
         backward.reverse();
-        resolve(&mut forward, &[], &HashMap::new());
-        resolve(&mut backward, &[], &HashMap::new());
+        resolve(&mut forward, &[], &HashMap::new(), &Catalog::default());
+        resolve(&mut backward, &[], &HashMap::new(), &Catalog::default());
         backward.reverse();
         let a: Vec<_> = forward.iter().map(|f| f.identity_id.clone()).collect();
         let b: Vec<_> = backward.iter().map(|f| f.identity_id.clone()).collect();
         assert_eq!(a, b);
         assert_eq!(a[0].as_deref(), Some("corp\\x"));
+    }
+
+    fn account(source: &str, uid: &str, keys: &[&str], kind: DirectoryKind) -> DirectoryObject {
+        let mut o = DirectoryObject::new(source, "active_directory", uid, kind);
+        o.keys = keys.iter().map(|k| k.to_string()).collect();
+        o
+    }
+
+    fn catalog_of(r: &Resolution) -> Catalog {
+        let mut c = Catalog::default();
+        for (k, id) in &r.assignments {
+            c.ids.insert(id.clone());
+            if is_anchor(k) {
+                c.anchors.entry(id.clone()).or_default().push(k.clone());
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn a_reused_name_does_not_carry_a_new_account_into_the_leavers_identity() {
+        let leaver = account(
+            "ad",
+            "ga",
+            &[
+                "sid:S-1-5-21-1-2-3-1001",
+                "guid:aaaa",
+                "sam:corp\\jsmith",
+                "upn:jsmith@corp.example",
+            ],
+            DirectoryKind::User,
+        );
+        let first = resolve(&mut [], &[leaver], &HashMap::new(), &Catalog::default());
+        assert_eq!(first.assignments["sam:corp\\jsmith"], "jsmith@corp.example");
+
+        // The leaver's account is gone; a new hire gets the same names.
+        let new_hire = account(
+            "ad",
+            "gb",
+            &[
+                "sid:S-1-5-21-1-2-3-2002",
+                "guid:bbbb",
+                "sam:corp\\jsmith",
+                "upn:jsmith@corp.example",
+            ],
+            DirectoryKind::User,
+        );
+        let mut logon = vec![finding(
+            "e1",
+            &["sam:corp\\jsmith", "sid:S-1-5-21-1-2-3-2002"],
+        )];
+        let second = resolve(
+            &mut logon,
+            &[new_hire],
+            &known(&first, 0),
+            &catalog_of(&first),
+        );
+        assert_eq!(
+            logon[0].identity_id.as_deref(),
+            Some("jsmith@corp.example#2")
+        );
+        assert_eq!(
+            second.assignments["sam:corp\\jsmith"],
+            "jsmith@corp.example#2"
+        );
+        assert!(
+            second.aliases.is_empty(),
+            "the leaver's identity is not absorbed"
+        );
+    }
+
+    #[test]
+    fn records_cannot_join_two_sids_but_an_override_can() {
+        let mut fs = vec![
+            finding("a", &["sam:corp\\x", "sid:S-1-5-21-1-2-3-1001"]),
+            finding("b", &["sam:corp\\x", "sid:S-1-5-21-1-2-3-1002"]),
+        ];
+        let r = resolve(&mut fs, &[], &HashMap::new(), &Catalog::default());
+        assert_eq!(r.conflicts.len(), 1, "{:?}", r.conflicts);
+        assert_ne!(fs[0].identity_id, fs[1].identity_id);
+
+        let override_ = account(
+            "overrides",
+            "person-1",
+            &["sid:S-1-5-21-1-2-3-1001", "sid:S-1-5-21-1-2-3-1002"],
+            DirectoryKind::Override,
+        );
+        let r = resolve(&mut fs, &[override_], &HashMap::new(), &Catalog::default());
+        assert!(r.conflicts.is_empty(), "{:?}", r.conflicts);
+        assert_eq!(fs[0].identity_id, fs[1].identity_id);
     }
 }

@@ -130,7 +130,12 @@ fn ad_entra_and_aws_accounts_of_one_person_are_one_identity_and_lookalikes_are_n
             normalize(&v, l).expect("event normalizes")
         })
         .collect();
-    let resolution = resolve(&mut events, &directory, &HashMap::new());
+    let resolution = resolve(
+        &mut events,
+        &directory,
+        &HashMap::new(),
+        &cairn_correlate::identity::Catalog::default(),
+    );
 
     let id = |source: &str, name: &str| -> String {
         let o = directory

@@ -331,6 +331,8 @@ pub trait Store: Send + Sync {
         aliases: &std::collections::BTreeMap<String, String>,
         links: &[crate::identity::Link],
     ) -> Result<()>;
+    /// Every identity id in use and the anchor keys (`sid:`, `guid:`, `aad:`) of each.
+    async fn identity_catalog(&self) -> Result<crate::identity::Catalog>;
     /// Every directory object of every directory source.
     async fn directory_objects(&self) -> Result<Vec<DirectoryObject>>;
     /// The identity a key is assigned to, following aliases.

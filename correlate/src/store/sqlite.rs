@@ -604,6 +604,31 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(CorrelateError::storage(ctx))
     }
 
+    async fn identity_catalog(&self) -> Result<crate::identity::Catalog> {
+        let ctx = "reading the identity catalog";
+        let mut catalog = crate::identity::Catalog::default();
+        let ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT identity_id FROM identity_keys")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+        catalog.ids.extend(ids);
+        let rows = sqlx::query(
+            "SELECT identity_id, key FROM identity_keys \
+             WHERE key LIKE 'sid:%' OR key LIKE 'guid:%' OR key LIKE 'aad:%' ORDER BY key",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage(ctx))?;
+        for r in &rows {
+            catalog
+                .anchors
+                .entry(get::<String>(r, "identity_id")?)
+                .or_default()
+                .push(get(r, "key")?);
+        }
+        Ok(catalog)
+    }
+
     async fn directory_objects(&self) -> Result<Vec<DirectoryObject>> {
         let rows: Vec<String> =
             sqlx::query_scalar("SELECT object FROM directory_objects ORDER BY source, uid")

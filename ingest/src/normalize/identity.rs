@@ -67,8 +67,9 @@ impl IdentityKeys {
 
     /// Adds an account name in any of the forms Windows and directories write it:
     /// `DOMAIN\user`, `user@NETBIOS`, `user@domain` (as a UPN) or a bare name with its domain
-    /// alongside. A Kerberos principal `user@REALM` whose realm is the event's own domain is
-    /// the account's sAMAccountName as well as a UPN-shaped name, so it gives both keys.
+    /// alongside. A Kerberos principal `user@REALM` gives only its UPN-shaped key: whether the
+    /// user part is a sAMAccountName or a UPN prefix is not known from the event, and an
+    /// unauthenticated request can name anything, so one event never links two name keys.
     /// Machine accounts (`HOST$`) and built-in accounts are skipped.
     pub fn account(&mut self, domain: Option<&str>, name: Option<&str>) -> &mut Self {
         let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
@@ -84,11 +85,6 @@ impl IdentityKeys {
             return self.account(Some(realm), Some(user));
         }
         if is_upn(name) {
-            if let Some((user, realm)) = name.split_once('@')
-                && domain.is_some_and(|d| d.trim().eq_ignore_ascii_case(realm))
-            {
-                self.account(Some(realm), Some(user));
-            }
             return self.upn(Some(name));
         }
         let lower = name.to_lowercase();
@@ -295,7 +291,7 @@ pub fn normalize_principal(principal: &str) -> Option<String> {
     let mut k = IdentityKeys::new();
     if p.starts_with("arn:aws") {
         k.aws_principal(Some(p));
-    } else if p.len() > 2 && p[..2].eq_ignore_ascii_case("s-") {
+    } else if p.get(..2).is_some_and(|s| s.eq_ignore_ascii_case("s-")) {
         k.sid(Some(p));
     } else if is_guid(p) {
         k.aad(Some(p));
@@ -374,22 +370,17 @@ mod tests {
             ("CORP\\WS01$", None),
             ("Alice@CORP", Some("sam:corp\\alice")),
             ("alice", None),
+            ("张伟", None),
         ] {
             assert_eq!(normalize_principal(input).as_deref(), key, "{input}");
         }
     }
 
     #[test]
-    fn a_kerberos_principal_in_its_own_realm_is_also_the_sam_account() {
+    fn a_kerberos_principal_gives_one_key_and_links_nothing() {
         let mut k = IdentityKeys::new();
         k.account(Some("OFFSEC.LAN"), Some("admmig@OFFSEC.LAN"));
-        assert_eq!(
-            k.into_vec(),
-            ["sam:offsec\\admmig", "upn:admmig@offsec.lan"]
-        );
-        let mut other = IdentityKeys::new();
-        other.account(Some("OFFSEC.LAN"), Some("admmig@partner.example"));
-        assert_eq!(other.into_vec(), ["upn:admmig@partner.example"]);
+        assert_eq!(k.into_vec(), ["upn:admmig@offsec.lan"]);
     }
 
     #[test]

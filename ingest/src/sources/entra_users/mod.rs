@@ -92,11 +92,9 @@ pub fn to_object(
         .upn(text(r, "userPrincipalName"))
         .upn(text(r, "mail"))
         .sid(text(r, "onPremisesSecurityIdentifier"))
-        .immutable_id(text(r, "onPremisesImmutableId"))
-        .account(
-            text(r, "onPremisesDomainName"),
-            text(r, "onPremisesSamAccountName"),
-        );
+        .immutable_id(text(r, "onPremisesImmutableId"));
+    // No `DOMAIN\\sam` key: Entra gives the DNS domain, whose first label is no reliable
+    // NetBIOS name across forests; the SID and immutable id already join the AD account.
     let keys = keys.into_vec();
     if !keys.iter().any(|k| k.starts_with("aad:")) {
         return Err(format!("user id {id:?} is not an Entra object id (GUID)"));

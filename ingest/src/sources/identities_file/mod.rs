@@ -53,13 +53,31 @@ struct Person {
 /// Key prefixes accepted as written.
 const KEY_PREFIXES: &[&str] = &["sid:", "upn:", "sam:", "aad:", "guid:", "aws:", "sso:"];
 
-/// The identity key of one account as written in the file.
+/// The identity key of one account as written in the file, normalized as records' keys are
+/// (a key written with its prefix too: `upn:Jane@Corp.com` is `upn:jane@corp.com`).
 pub fn account_key(account: &str) -> Option<String> {
     let a = account.trim();
-    if KEY_PREFIXES.iter().any(|p| a.starts_with(p)) {
-        return Some(a.to_string());
+    let Some((kind, value)) = a
+        .split_once(':')
+        .filter(|(k, _)| KEY_PREFIXES.contains(&format!("{k}:").as_str()))
+    else {
+        return normalize_principal(a);
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
     }
-    normalize_principal(a)
+    let mut keys = crate::normalize::identity::IdentityKeys::new();
+    match kind {
+        "sid" => keys.sid(Some(value)),
+        "upn" => keys.upn(Some(value)),
+        "sam" => keys.account(None, Some(value)),
+        "aad" => keys.aad(Some(value)),
+        "guid" => keys.guid(Some(value)),
+        "aws" => keys.aws_arn(Some(value)),
+        _ => keys.sso_user(Some(value)),
+    };
+    keys.into_vec().into_iter().next()
 }
 
 /// Parses the file's text into override objects of source `source`.
@@ -164,7 +182,7 @@ mod tests {
             r#"
 [[person]]
 reason = "HR ticket 4411"
-accounts = ["Jane.Doe@corp.example", "CORP\\jdoe-adm", "arn:aws:iam::111122223333:user/jdoe-admin", "sso:9067c6f2"]
+accounts = ["Jane.Doe@corp.example", "CORP\\jdoe-adm", "arn:aws:iam::111122223333:user/jdoe-admin", "sso:9067C6F2", "sid:s-1-5-21-1-2-3-1104"]
 "#,
         )
         .expect("parses");
@@ -174,7 +192,8 @@ accounts = ["Jane.Doe@corp.example", "CORP\\jdoe-adm", "arn:aws:iam::11112222333
                 "upn:jane.doe@corp.example",
                 "sam:corp\\jdoe-adm",
                 "aws:arn:aws:iam::111122223333:user/jdoe-admin",
-                "sso:9067c6f2"
+                "sso:9067c6f2",
+                "sid:S-1-5-21-1-2-3-1104"
             ]
         );
         let bad = parse(

@@ -205,6 +205,29 @@ impl KafkaSource {
         }
     }
 
+    /// With no message yet in this page: whether the topics have been quiet for the idle
+    /// timeout since partitions were assigned (caught up); an error when joining the group
+    /// takes longer than the join timeout.
+    fn quiet_for_long(&mut self, started: tokio::time::Instant) -> Result<bool> {
+        let assigned = self
+            .consumer
+            .assignment()
+            .map(|a| a.count() > 0)
+            .unwrap_or(false);
+        let now = tokio::time::Instant::now();
+        if assigned {
+            let since = *self.assigned_at.get_or_insert(now);
+            return Ok(now.duration_since(since.max(started)) >= self.config.idle_timeout);
+        }
+        if now.duration_since(started) >= self.config.join_timeout {
+            return Err(self.upstream(format!(
+                "no partitions of {:?} assigned to group {} within {:?}",
+                self.config.topics, self.config.group_id, self.config.join_timeout
+            )));
+        }
+        Ok(false)
+    }
+
     /// Normalizes one message's payload into `page`.
     fn push(&self, page: &mut Page, location: String, payload: Option<&[u8]>) {
         let Some(bytes) = payload else {
@@ -303,22 +326,8 @@ impl Source for KafkaSource {
             let received = match tokio::time::timeout(wait, self.consumer.recv()).await {
                 Err(_) if deadline.is_some() => break,
                 Err(_) => {
-                    let assigned = self
-                        .consumer
-                        .assignment()
-                        .map(|a| a.count() > 0)
-                        .unwrap_or(false);
-                    let now = tokio::time::Instant::now();
-                    if assigned {
-                        let since = *self.assigned_at.get_or_insert(now);
-                        if now.duration_since(since.max(started)) >= self.config.idle_timeout {
-                            break;
-                        }
-                    } else if now.duration_since(started) >= self.config.join_timeout {
-                        return Err(self.upstream(format!(
-                            "no partitions of {:?} assigned to group {} within {:?}",
-                            self.config.topics, self.config.group_id, self.config.join_timeout
-                        )));
+                    if self.quiet_for_long(started)? {
+                        break;
                     }
                     continue;
                 }
@@ -329,9 +338,12 @@ impl Source for KafkaSource {
                 // Partition EOF and transient broker errors are reported, not fatal: the
                 // client reconnects by itself.
                 Err(e) => {
+                    // Only a received message starts a page's deadline: an error before one
+                    // (an unknown topic, a broker down) must not end the run as caught up.
                     tracing::warn!(source = %self.id, error = %e, "Kafka consumer error");
-                    if deadline.is_none() {
-                        deadline = Some(tokio::time::Instant::now() + self.config.max_wait);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if deadline.is_none() && self.quiet_for_long(started)? {
+                        break;
                     }
                     continue;
                 }

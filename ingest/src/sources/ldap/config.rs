@@ -20,12 +20,15 @@ use crate::duration::serde_duration;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapConfig {
-    /// `ldaps://host[:636]` or `ldap://host[:389]` (then use `starttls`: AD refuses simple
-    /// binds over plain LDAP by default).
+    /// `ldaps://host[:636]`, or `ldap://host[:389]` with `starttls`.
     pub url: String,
     /// Upgrade an `ldap://` connection with StartTLS.
     #[serde(default)]
     pub starttls: bool,
+    /// Allow a simple bind over plain `ldap://` without StartTLS, which sends the password in
+    /// clear text (lab domains only).
+    #[serde(default)]
+    pub allow_plaintext: bool,
     /// Verify the server's certificate (turn off only for a lab DC with a self-signed one).
     #[serde(default = "yes")]
     pub tls_verify: bool,
@@ -94,6 +97,13 @@ impl LdapConfig {
         }
         if self.starttls && scheme == "ldaps" {
             return Err("starttls applies to ldap:// URLs; ldaps:// is TLS already".into());
+        }
+        if scheme == "ldap" && !self.starttls && !self.allow_plaintext {
+            return Err(
+                "ldap:// without starttls would send the bind password in clear text; use \
+                 ldaps://, set starttls = true, or (lab only) allow_plaintext = true"
+                    .into(),
+            );
         }
         if self.base_dn.trim().is_empty() {
             return Err("base_dn must name the search base (e.g. DC=corp,DC=example)".into());
