@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -175,5 +176,46 @@ impl SnapshotPages {
             }),
             ..crate::Page::default()
         })
+    }
+}
+
+/// A directory read whole on every run: LDAP, Entra users, AWS principals, the override file.
+/// Wrapped in [`DirectorySource`], each run is one synchronisation.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// The configured source id.
+    fn id(&self) -> &str;
+    /// Reads every object, as the pages of one synchronisation.
+    async fn snapshot(&self) -> crate::Result<SnapshotPages>;
+}
+
+/// Runs a [`Directory`] as a [`Source`](crate::Source): the first page reads the snapshot,
+/// the following ones hand it out.
+pub struct DirectorySource<D> {
+    directory: D,
+    pages: Option<SnapshotPages>,
+}
+
+impl<D: Directory> DirectorySource<D> {
+    /// A source over `directory`.
+    pub fn new(directory: D) -> Self {
+        DirectorySource {
+            directory,
+            pages: None,
+        }
+    }
+}
+
+#[async_trait]
+impl<D: Directory> crate::Source for DirectorySource<D> {
+    fn id(&self) -> &str {
+        self.directory.id()
+    }
+
+    async fn next_page(&mut self, _cursor: Option<&str>) -> crate::Result<Option<crate::Page>> {
+        if self.pages.is_none() {
+            self.pages = Some(self.directory.snapshot().await?);
+        }
+        Ok(self.pages.as_mut().and_then(SnapshotPages::next_page))
     }
 }

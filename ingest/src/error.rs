@@ -40,5 +40,17 @@ pub enum IngestError {
     Internal(String),
 }
 
+impl IngestError {
+    /// An upstream failure without an HTTP status (a directory, a broker, an SDK call).
+    pub fn upstream(source_id: &str, message: String) -> IngestError {
+        IngestError::Upstream {
+            source_id: source_id.to_string(),
+            status: None,
+            retry_after: None,
+            message,
+        }
+    }
+}
+
 /// `Result` with [`IngestError`].
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;

@@ -13,6 +13,7 @@ pub mod sentinel;
 
 use serde::{Deserialize, Serialize};
 
+use crate::directory::DirectorySource;
 use crate::error::Result;
 use crate::source::Source;
 
@@ -59,16 +60,18 @@ impl SourceConfig {
             SourceConfig::MicrosoftSentinel(c) => {
                 Ok(Box::new(sentinel::SentinelSource::connect(id, c)?))
             }
-            SourceConfig::Ldap(c) => Ok(Box::new(ldap::LdapSource::new(id, c)?)),
-            SourceConfig::EntraUsers(c) => {
-                Ok(Box::new(entra_users::EntraUsersSource::connect(id, c)?))
-            }
-            SourceConfig::AwsPrincipals(c) => {
-                Ok(Box::new(aws_principals::AwsPrincipalsSource::new(id, c)?))
-            }
-            SourceConfig::IdentitiesFile(c) => {
-                Ok(Box::new(identities_file::IdentitiesFileSource::new(id, c)))
-            }
+            SourceConfig::Ldap(c) => Ok(Box::new(DirectorySource::new(ldap::LdapDirectory::new(
+                id, c,
+            )?))),
+            SourceConfig::EntraUsers(c) => Ok(Box::new(DirectorySource::new(
+                entra_users::EntraUsersDirectory::connect(id, c)?,
+            ))),
+            SourceConfig::AwsPrincipals(c) => Ok(Box::new(DirectorySource::new(
+                aws_principals::AwsPrincipalsDirectory::new(id, c)?,
+            ))),
+            SourceConfig::IdentitiesFile(c) => Ok(Box::new(DirectorySource::new(
+                identities_file::IdentitiesFile::new(id, c),
+            ))),
             SourceConfig::Kafka(c) => Ok(Box::new(kafka::KafkaSource::connect(id, c)?)),
         }
     }

@@ -18,11 +18,10 @@ use aws_sdk_iam::config::Region;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::directory::{DirectoryKind, DirectoryObject, SnapshotPages, provider};
+use crate::directory::{Directory, DirectoryKind, DirectoryObject, SnapshotPages, provider};
 use crate::duration::serde_duration;
 use crate::error::{IngestError, Result};
 use crate::normalize::identity::IdentityKeys;
-use crate::source::{Page, Source};
 
 /// `[sources.<id>] type = "aws_principals"`.
 ///
@@ -166,33 +165,26 @@ pub fn identity_center_user(source: &str, u: &IdentityCenterUser) -> DirectoryOb
 }
 
 /// Reads IAM users and Identity Center users.
-pub struct AwsPrincipalsSource {
+pub struct AwsPrincipalsDirectory {
     id: String,
     config: AwsPrincipalsConfig,
-    pages: Option<SnapshotPages>,
 }
 
-impl AwsPrincipalsSource {
+impl AwsPrincipalsDirectory {
     /// A source for `config` (checked; nothing is contacted until the first page).
-    pub fn new(id: &str, config: &AwsPrincipalsConfig) -> Result<AwsPrincipalsSource> {
+    pub fn new(id: &str, config: &AwsPrincipalsConfig) -> Result<AwsPrincipalsDirectory> {
         config.validate().map_err(|message| IngestError::Config {
             source_id: id.to_string(),
             message,
         })?;
-        Ok(AwsPrincipalsSource {
+        Ok(AwsPrincipalsDirectory {
             id: id.to_string(),
             config: config.clone(),
-            pages: None,
         })
     }
 
     fn upstream(&self, what: &str, e: impl std::fmt::Display) -> IngestError {
-        IngestError::Upstream {
-            source_id: self.id.clone(),
-            status: None,
-            retry_after: None,
-            message: format!("{what}: {e}"),
-        }
+        IngestError::upstream(&self.id, format!("{what}: {e}"))
     }
 
     async fn base_config(&self) -> aws_config::SdkConfig {
@@ -290,6 +282,13 @@ impl AwsPrincipalsSource {
         }
         Ok(users)
     }
+}
+
+#[async_trait]
+impl Directory for AwsPrincipalsDirectory {
+    fn id(&self) -> &str {
+        &self.id
+    }
 
     async fn snapshot(&self) -> Result<SnapshotPages> {
         let started_at = Utc::now();
@@ -311,19 +310,5 @@ impl AwsPrincipalsSource {
             }
         }
         Ok(SnapshotPages::new(objects, Vec::new(), started_at, 1000))
-    }
-}
-
-#[async_trait]
-impl Source for AwsPrincipalsSource {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    async fn next_page(&mut self, _cursor: Option<&str>) -> Result<Option<Page>> {
-        if self.pages.is_none() {
-            self.pages = Some(self.snapshot().await?);
-        }
-        Ok(self.pages.as_mut().and_then(SnapshotPages::next_page))
     }
 }

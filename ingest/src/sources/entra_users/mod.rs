@@ -13,12 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::dead_letter::DeadLetter;
-use crate::directory::{DirectoryKind, DirectoryObject, SnapshotPages, provider};
+use crate::directory::{Directory, DirectoryKind, DirectoryObject, SnapshotPages, provider};
 use crate::error::{IngestError, Result};
 use crate::microsoft::odata::parse_list;
 use crate::microsoft::{ConnectionConfig, GRAPH_SCOPE, MicrosoftClient};
 use crate::normalize::identity::IdentityKeys;
-use crate::source::{Page, Source};
 
 /// `[sources.<id>] type = "entra_users"`, with `[sources.<id>.auth]` as for Defender.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,11 +68,10 @@ onPremisesSecurityIdentifier,onPremisesImmutableId,onPremisesSamAccountName,\
 onPremisesDomainName,onPremisesSyncEnabled";
 
 /// Reads Entra ID users.
-pub struct EntraUsersSource {
+pub struct EntraUsersDirectory {
     id: String,
     config: EntraUsersConfig,
     client: MicrosoftClient,
-    pages: Option<SnapshotPages>,
 }
 
 fn text<'a>(r: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
@@ -130,20 +128,19 @@ pub fn to_object(
     Ok(o)
 }
 
-impl EntraUsersSource {
+impl EntraUsersDirectory {
     /// A source with a Graph client for `config.auth`.
-    pub fn connect(id: &str, config: &EntraUsersConfig) -> Result<EntraUsersSource> {
+    pub fn connect(id: &str, config: &EntraUsersConfig) -> Result<EntraUsersDirectory> {
         let invalid = |message| IngestError::Config {
             source_id: id.to_string(),
             message,
         };
         config.validate().map_err(invalid)?;
         let client = MicrosoftClient::new(&config.auth, GRAPH_SCOPE).map_err(invalid)?;
-        Ok(EntraUsersSource {
+        Ok(EntraUsersDirectory {
             id: id.to_string(),
             config: config.clone(),
             client,
-            pages: None,
         })
     }
 
@@ -174,6 +171,13 @@ impl EntraUsersSource {
             url = next;
         }
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl Directory for EntraUsersDirectory {
+    fn id(&self) -> &str {
+        &self.id
     }
 
     async fn snapshot(&self) -> Result<SnapshotPages> {
@@ -234,19 +238,5 @@ impl EntraUsersSource {
             }
         }
         Ok(SnapshotPages::new(objects, dead_letters, started_at, 1000))
-    }
-}
-
-#[async_trait]
-impl Source for EntraUsersSource {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    async fn next_page(&mut self, _cursor: Option<&str>) -> Result<Option<Page>> {
-        if self.pages.is_none() {
-            self.pages = Some(self.snapshot().await?);
-        }
-        Ok(self.pages.as_mut().and_then(SnapshotPages::next_page))
     }
 }

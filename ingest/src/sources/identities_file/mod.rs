@@ -23,10 +23,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::directory::{DirectoryKind, DirectoryObject, SnapshotPages, provider};
+use crate::directory::{Directory, DirectoryKind, DirectoryObject, SnapshotPages, provider};
 use crate::error::{IngestError, Result};
 use crate::normalize::identity::normalize_principal;
-use crate::source::{Page, Source};
 
 /// `[sources.<id>] type = "identities_file"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,49 +126,42 @@ pub fn parse(
 }
 
 /// Reads the override file on every run.
-pub struct IdentitiesFileSource {
+pub struct IdentitiesFile {
     id: String,
     config: IdentitiesFileConfig,
-    pages: Option<SnapshotPages>,
 }
 
-impl IdentitiesFileSource {
-    /// A source reading `config.path`.
-    pub fn new(id: &str, config: &IdentitiesFileConfig) -> IdentitiesFileSource {
-        IdentitiesFileSource {
+impl IdentitiesFile {
+    /// A directory reading `config.path`.
+    pub fn new(id: &str, config: &IdentitiesFileConfig) -> IdentitiesFile {
+        IdentitiesFile {
             id: id.to_string(),
             config: config.clone(),
-            pages: None,
         }
     }
 }
 
 #[async_trait]
-impl Source for IdentitiesFileSource {
+impl Directory for IdentitiesFile {
     fn id(&self) -> &str {
         &self.id
     }
 
-    async fn next_page(&mut self, _cursor: Option<&str>) -> Result<Option<Page>> {
-        if self.pages.is_none() {
-            let path = &self.config.path;
-            let text = std::fs::read_to_string(path).map_err(|err| IngestError::Io {
-                path: path.clone(),
-                err,
-            })?;
-            let objects =
-                parse(&self.id, &path.display().to_string(), &text).map_err(|message| {
-                    IngestError::Config {
-                        source_id: self.id.clone(),
-                        message,
-                    }
-                })?;
-            self.pages = Some(SnapshotPages::new(objects, Vec::new(), Utc::now(), 1000));
-        }
-        Ok(self.pages.as_mut().and_then(SnapshotPages::next_page))
+    async fn snapshot(&self) -> Result<SnapshotPages> {
+        let path = &self.config.path;
+        let text = std::fs::read_to_string(path).map_err(|err| IngestError::Io {
+            path: path.clone(),
+            err,
+        })?;
+        let objects = parse(&self.id, &path.display().to_string(), &text).map_err(|message| {
+            IngestError::Config {
+                source_id: self.id.clone(),
+                message,
+            }
+        })?;
+        Ok(SnapshotPages::new(objects, Vec::new(), Utc::now(), 1000))
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,12 +197,7 @@ impl KafkaSource {
     }
 
     fn upstream(&self, e: impl std::fmt::Display) -> IngestError {
-        IngestError::Upstream {
-            source_id: self.id.clone(),
-            status: None,
-            retry_after: None,
-            message: format!("Kafka {}: {e}", self.config.brokers),
-        }
+        IngestError::upstream(&self.id, format!("Kafka {}: {e}", self.config.brokers))
     }
 
     /// With no message yet in this page: whether the topics have been quiet for the idle

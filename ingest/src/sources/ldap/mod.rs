@@ -22,42 +22,34 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 pub use config::{LdapConfig, default_privileged_groups};
 
 use crate::dead_letter::DeadLetter;
-use crate::directory::{DirectoryObject, SnapshotPages};
+use crate::directory::{Directory, DirectoryObject, SnapshotPages};
 use crate::error::{IngestError, Result};
-use crate::source::{Page, Source};
 
 /// Users and persons, not computers (which are `user` objects too).
 const USER_FILTER: &str = "(&(objectCategory=person)(objectClass=user))";
 const GROUP_FILTER: &str = "(objectClass=group)";
 
 /// Reads an AD domain's users and groups.
-pub struct LdapSource {
+pub struct LdapDirectory {
     id: String,
     config: LdapConfig,
-    pages: Option<SnapshotPages>,
 }
 
-impl LdapSource {
+impl LdapDirectory {
     /// A source for `config` (checked; nothing is contacted until the first page).
-    pub fn new(id: &str, config: &LdapConfig) -> Result<LdapSource> {
+    pub fn new(id: &str, config: &LdapConfig) -> Result<LdapDirectory> {
         config.validate().map_err(|message| IngestError::Config {
             source_id: id.to_string(),
             message,
         })?;
-        Ok(LdapSource {
+        Ok(LdapDirectory {
             id: id.to_string(),
             config: config.clone(),
-            pages: None,
         })
     }
 
     fn upstream(&self, what: &str, e: impl std::fmt::Display) -> IngestError {
-        IngestError::Upstream {
-            source_id: self.id.clone(),
-            status: None,
-            retry_after: None,
-            message: format!("{what} ({}): {e}", self.config.url),
-        }
+        IngestError::upstream(&self.id, format!("{what} ({}): {e}", self.config.url))
     }
 
     async fn connect(&self) -> Result<Ldap> {
@@ -183,6 +175,13 @@ impl LdapSource {
             .map_err(|e| self.upstream(&format!("search {filter} failed"), e))?;
         Ok(())
     }
+}
+
+#[async_trait]
+impl Directory for LdapDirectory {
+    fn id(&self) -> &str {
+        &self.id
+    }
 
     async fn snapshot(&self) -> Result<SnapshotPages> {
         let started_at = Utc::now();
@@ -202,19 +201,5 @@ impl LdapSource {
             started_at,
             self.config.page_size as usize,
         ))
-    }
-}
-
-#[async_trait]
-impl Source for LdapSource {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    async fn next_page(&mut self, _cursor: Option<&str>) -> Result<Option<Page>> {
-        if self.pages.is_none() {
-            self.pages = Some(self.snapshot().await?);
-        }
-        Ok(self.pages.as_mut().and_then(SnapshotPages::next_page))
     }
 }
