@@ -319,9 +319,20 @@ async fn move_identity(
 }
 
 /// Recomputes an incident's detection and finding counts from its detections.
+/// An incident's counts and severity, recomputed from its detections whenever it changes.
+/// Severity is its worst detection's, raised one level (to at most critical) when it spans
+/// clouds (two or more of AWS, Azure / Microsoft 365 and Active Directory among its sources)
+/// or stages (three or more ATT&CK tactics): one attacker across consoles or kill-chain
+/// steps is worse than any one of the alerts.
 const COUNTS: &str = "detection_count = (SELECT count(*) FROM detections WHERE incident_id = incidents.id), \
     finding_count = (SELECT count(DISTINCT j.value) FROM detections d, json_each(d.finding_uids) j \
-                     WHERE d.incident_id = incidents.id)";
+                     WHERE d.incident_id = incidents.id), \
+    severity_id = min(5, coalesce((SELECT max(d.severity_id) FROM detections d WHERE d.incident_id = incidents.id), severity_id) \
+      + CASE WHEN (SELECT count(DISTINCT CASE WHEN s.value LIKE 'aws.%' THEN 'aws' \
+                                          WHEN s.value LIKE 'azure.%' THEN 'azure' ELSE 'ad' END) \
+                   FROM json_each(incidents.sources) s) >= 2 \
+               OR (SELECT count(*) FROM json_each(incidents.tactics)) >= 3 \
+             THEN 1 ELSE 0 END)";
 
 const INCIDENT_COLUMNS: &str = "id, number, title, status, severity_id, first_seen, last_seen, \
     created_at, updated_at, tactics, techniques, sources, detection_count, finding_count, merged_into";

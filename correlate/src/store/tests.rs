@@ -289,3 +289,47 @@ async fn a_merged_incident_is_closed_and_its_detections_move_to_the_survivor() {
         .collect();
     assert_eq!(open, ["old"]);
 }
+
+#[tokio::test]
+async fn severity_is_raised_for_cross_cloud_and_multi_stage_incidents() {
+    let (_dir, s) = store().await;
+    let detection = |id: &str, incident: &str, severity_id: i32| super::Detection {
+        id: id.into(),
+        rule_id: format!("rule.{id}"),
+        title: format!("detection {id}"),
+        entity_kind: "identity".into(),
+        entity_key: "x@corp.example".into(),
+        bucket: 0,
+        severity_id,
+        first_seen: t(0),
+        last_seen: t(0),
+        finding_uids: vec![format!("f-{id}")],
+        tactics: vec![],
+        techniques: vec![],
+        incident_id: Some(incident.into()),
+    };
+    let mut on_premises = incident("onprem", 3, 0);
+    on_premises.tactics = vec!["TA0006".into(), "TA0008".into()];
+    let mut cross_cloud = incident("cross", 3, 0);
+    cross_cloud.sources = vec!["ad.windows".into(), "aws.securityhub".into()];
+    let mut staged = incident("staged", 3, 0);
+    staged.tactics = vec!["TA0001".into(), "TA0006".into(), "TA0008".into()];
+    let mut critical = incident("critical", 5, 0);
+    critical.sources = vec!["azure.defender".into(), "aws.securityhub".into()];
+    s.apply(&CorrelationChanges {
+        incidents: vec![on_premises, cross_cloud, staged, critical],
+        detections: vec![
+            detection("d1", "onprem", 3),
+            detection("d2", "cross", 3),
+            detection("d3", "staged", 3),
+            detection("d4", "critical", 5),
+        ],
+        ..CorrelationChanges::default()
+    })
+    .await
+    .expect("apply");
+    for (id, expected) in [("onprem", 3), ("cross", 4), ("staged", 4), ("critical", 5)] {
+        let detail = s.incident(id).await.expect("read").expect("exists");
+        assert_eq!(detail.incident.severity_id, expected, "{id}");
+    }
+}
