@@ -36,7 +36,11 @@ fn entra_users_aws_principals_and_overrides_resolve_into_people() {
             "id": "62e90394-69f5-4237-9190-012177145e10",
             "displayName": "Global Administrator",
             "roleTemplateId": "62e90394-69f5-4237-9190-012177145e10",
-            "members": [{"@odata.type": "#microsoft.graph.user", "id": "11111111-aaaa-4bbb-8ccc-000000000004"}]
+            // More members than one page: the second one must still count.
+            "members": [
+                {"@odata.type": "#microsoft.graph.user", "id": "99999999-aaaa-4bbb-8ccc-000000000009"},
+                {"@odata.type": "#microsoft.graph.user", "id": "11111111-aaaa-4bbb-8ccc-000000000004"}
+            ]
         })],
     );
     let moto = Moto::start();

@@ -211,6 +211,42 @@ async fn list(
     ([("content-type", "application/json")], text).into_response()
 }
 
+/// The members of one directory role, one per page (Graph pages them; `$expand` would not).
+async fn role_members(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let s = state.lock().expect("lock");
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let Some(role) = s
+        .directory_roles
+        .iter()
+        .find(|r| r["id"].as_str() == Some(id.as_str()))
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            json!({"error": {"code": "NotFound"}}).to_string(),
+        )
+            .into_response();
+    };
+    let members = role["members"].as_array().cloned().unwrap_or_default();
+    let skip: usize = param(&query.unwrap_or_default(), "$skiptoken")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let mut body = json!({ "value": members.iter().skip(skip).take(1).collect::<Vec<_>>() });
+    if skip + 1 < members.len() {
+        body["@odata.nextLink"] = json!(format!(
+            "https://graph.microsoft.com/v1.0/directoryRoles/{id}/members?$select=id&$skiptoken={}",
+            skip + 1
+        ));
+    }
+    ([("content-type", "application/json")], body.to_string()).into_response()
+}
+
 async fn one_incident(
     State(state): Shared,
     headers: HeaderMap,
@@ -341,6 +377,7 @@ impl FakeGraph {
                     list(s, h, "directoryRoles", q)
                 }),
             )
+            .route("/v1.0/directoryRoles/{id}/members", get(role_members))
             .route(
                 "/v1.0/auditLogs/signIns",
                 get(|State(s): Shared, h: HeaderMap, RawQuery(q): RawQuery| {

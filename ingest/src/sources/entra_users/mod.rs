@@ -1,6 +1,6 @@
 //! The Entra ID directory source: users through Microsoft Graph (`/v1.0/users`), with the
 //! on-premises identifiers that Entra Connect synchronises from AD, and membership of
-//! directory roles (`/v1.0/directoryRoles?$expand=members`) as privilege.
+//! directory roles (`/v1.0/directoryRoles`, members paged per role) as privilege.
 //!
 //! An Entra user carries its object id, UPN and e-mail, and, when synchronised from AD,
 //! `onPremisesSecurityIdentifier` (the AD objectSid), `onPremisesImmutableId` (base64 of the
@@ -187,16 +187,26 @@ impl Directory for EntraUsersDirectory {
         if self.config.roles {
             let roles = self
                 .list_all(
-                    format!("{base}/v1.0/directoryRoles?$expand=members($select=id)"),
+                    format!("{base}/v1.0/directoryRoles?$select=id,displayName"),
                     "directoryRoles",
                 )
                 .await?;
             for role in &roles {
-                let Some(name) = role.value.get("displayName").and_then(Value::as_str) else {
+                let (Some(role_id), Some(name)) = (
+                    role.value.get("id").and_then(Value::as_str),
+                    role.value.get("displayName").and_then(Value::as_str),
+                ) else {
                     continue;
                 };
-                for m in role.value["members"].as_array().into_iter().flatten() {
-                    if let Some(id) = m.get("id").and_then(Value::as_str) {
+                // Members are paged on their own: `$expand` caps them without a next link.
+                let members = self
+                    .list_all(
+                        format!("{base}/v1.0/directoryRoles/{role_id}/members?$select=id"),
+                        "directoryRole members",
+                    )
+                    .await?;
+                for m in &members {
+                    if let Some(id) = m.value.get("id").and_then(Value::as_str) {
                         roles_of
                             .entry(id.to_lowercase())
                             .or_default()
