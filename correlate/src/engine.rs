@@ -147,6 +147,20 @@ impl Engine {
         Ok(())
     }
 
+    /// The result of a read-only `sql` over the window (tests, diagnostics, `.slt` files).
+    pub async fn query_batches(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let failed = |e: datafusion::error::DataFusionError| {
+            CorrelateError::Internal(format!("query failed: {}", e.strip_backtrace()))
+        };
+        self.ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)
+    }
+
     /// The first column of `sql`'s result as text (for tests and diagnostics).
     pub async fn query(&self, sql: &str) -> Result<Vec<Option<String>>> {
         let failed = |e: datafusion::error::DataFusionError| {

@@ -34,6 +34,8 @@ pub mod samba;
 mod securityhub;
 #[cfg(test)]
 mod sentinel;
+#[cfg(test)]
+mod slt;
 
 /// Newest modification time of the files the binary is built from (sources, rule pack,
 /// migrations, demo data, manifests).
