@@ -317,11 +317,17 @@ pub async fn run_pass(
         .iter()
         .map(|f| (f.finding_uid.as_str(), f))
         .collect();
-    let open = store.open_incidents().await?;
+    let mut open = store.open_incidents().await?;
     let aliases = store.identity_aliases().await?;
     let open_ids: BTreeSet<String> = open.iter().map(|i| i.id.clone()).collect();
     let merge_window = chrono::Duration::from_std(config.merge_window)
         .map_err(|e| CorrelateError::Config(format!("merge window too large: {e}")))?;
+    // Closed incidents of the window are not joined, only named by new ones about them.
+    open.extend(
+        store
+            .closed_incidents_since(since.checked_sub_signed(merge_window).unwrap_or(since))
+            .await?,
+    );
     let changes = merge(changed, open, &aliases, &index, merge_window, Utc::now());
     for inc in &changes.incidents {
         if open_ids.contains(&inc.id) {

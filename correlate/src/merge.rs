@@ -150,7 +150,10 @@ pub fn merge(
         let entities = detection_entities(d, findings);
         if let Some(id) = &d.incident_id {
             // Already merged: refresh the incident if it is still open.
-            if let Some(inc) = incidents.iter_mut().find(|i| &i.id == id) {
+            if let Some(inc) = incidents
+                .iter_mut()
+                .find(|i| &i.id == id && i.status != IncidentStatus::Closed)
+            {
                 absorb(inc, d, &entities, findings, now);
                 touched.insert(inc.id.clone());
             }
@@ -236,10 +239,35 @@ pub fn merge(
                     merged_into: None,
                 };
                 absorb(&mut inc, d, &entities, findings, now);
+                // A closed incident about the same entities is not reopened; the new one
+                // names it so the analyst sees the history.
+                let mut reason = format!("opened by “{}”", d.title);
+                for (old, shared) in incidents
+                    .iter()
+                    .filter(|o| {
+                        o.status == IncidentStatus::Closed
+                            && o.merged_into.is_none()
+                            && overlaps(o, d, merge_window)
+                    })
+                    .filter_map(|o| {
+                        let shared = o.entities.iter().find(|e| entities.contains(e))?;
+                        Some((o, shared))
+                    })
+                {
+                    let number = if old.number > 0 {
+                        format!("#{} ", old.number)
+                    } else {
+                        String::new()
+                    };
+                    reason.push_str(&format!(
+                        "; related to the closed incident {number}“{}” (shares {} {}), which stays closed",
+                        old.title, shared.kind, shared.value
+                    ));
+                }
                 reasons.push(MergeReason {
                     incident_id: inc.id.clone(),
                     detection_id: d.id.clone(),
-                    reason: format!("opened by “{}”", d.title),
+                    reason,
                     at: now,
                 });
                 d.incident_id = Some(inc.id.clone());
@@ -447,6 +475,13 @@ mod tests {
         );
         assert_eq!(second.incidents.len(), 1);
         assert_ne!(second.incidents[0].id, closed.id);
+        assert!(
+            second.reasons[0]
+                .reason
+                .contains("related to the closed incident “detection a” (shares identity alice@corp.example), which stays closed"),
+            "{}",
+            second.reasons[0].reason
+        );
     }
 }
 

@@ -351,6 +351,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Detection>>;
     /// Incidents that are not closed, with their entities.
     async fn open_incidents(&self) -> Result<Vec<Incident>>;
+    /// Closed incidents (not merged ones) with evidence at or after `since`, with their
+    /// entities: new incidents about the same entities name them.
+    async fn closed_incidents_since(&self, since: DateTime<Utc>) -> Result<Vec<Incident>>;
     /// Writes a correlation pass's results atomically; new incidents get their numbers here.
     async fn apply(&self, changes: &CorrelationChanges) -> Result<()>;
     /// Lists incidents, newest first.

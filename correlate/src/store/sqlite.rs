@@ -772,6 +772,19 @@ impl Store for SqliteStore {
         self.incidents_from_rows(rows).await
     }
 
+    async fn closed_incidents_since(&self, since: DateTime<Utc>) -> Result<Vec<Incident>> {
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents \
+             WHERE status = 'closed' AND merged_into IS NULL AND last_seen >= ? ORDER BY number"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(ms(since))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CorrelateError::storage("reading closed incidents"))?;
+        self.incidents_from_rows(rows).await
+    }
+
     async fn apply(&self, changes: &CorrelationChanges) -> Result<()> {
         let ctx = "writing correlation results";
         let mut tx = self
