@@ -97,13 +97,37 @@ fn compatible(a: &[String], b: &[String]) -> bool {
     })
 }
 
-/// Disjoint sets over interned identity keys, each root knowing its set's anchor keys.
+/// Disjoint sets over interned identity keys. Each root knows its set's anchor keys seen in
+/// this pass (`anchors`) and the anchors the store holds for the identities its keys were
+/// assigned to before (`stored`).
 #[derive(Default)]
 struct UnionFind {
     parent: Vec<usize>,
     index: HashMap<String, usize>,
     keys: Vec<String>,
     anchors: Vec<Vec<String>>,
+    stored: Vec<Vec<String>>,
+    /// Key → stored anchors of the identity it is assigned to.
+    seeds: HashMap<String, Vec<String>>,
+}
+
+/// Who asserts that keys are one account, which decides what may refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Assertion {
+    /// An operator's override: always joins.
+    Override,
+    /// A directory account (current truth): refused only by this pass's anchors, so a
+    /// directory can hand a leaver's name to a new hire.
+    Directory,
+    /// A record: refused also by the anchors stored for the keys' identities, so a record
+    /// naming two people by name only cannot join them.
+    Record,
+}
+
+fn union_of(a: &[String], b: &[String]) -> Vec<String> {
+    let mut out = a.to_vec();
+    out.extend(b.iter().filter(|k| !a.contains(k)).cloned());
+    out
 }
 
 /// Two keys a record asserted to be one account, refused because their sets hold different
@@ -132,6 +156,8 @@ impl UnionFind {
         } else {
             Vec::new()
         });
+        self.stored
+            .push(self.seeds.get(key).cloned().unwrap_or_default());
         i
     }
 
@@ -143,24 +169,30 @@ impl UnionFind {
         i
     }
 
-    /// Joins the sets of `a` and `b` unless they hold different accounts' anchors (or
-    /// `force`, for an operator's override). `Ok(true)` when they were apart and now are one.
-    fn union(&mut self, a: usize, b: usize, force: bool) -> Result<bool, ()> {
+    /// Joins the sets of `a` and `b` unless they hold different accounts' anchors (see
+    /// [`Assertion`]). `Ok(true)` when they were apart and now are one.
+    fn union(&mut self, a: usize, b: usize, by: Assertion) -> Result<bool, ()> {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra == rb {
             return Ok(false);
         }
-        if !force && !compatible(&self.anchors[ra], &self.anchors[rb]) {
+        let allowed = match by {
+            Assertion::Override => true,
+            Assertion::Directory => compatible(&self.anchors[ra], &self.anchors[rb]),
+            Assertion::Record => compatible(
+                &union_of(&self.anchors[ra], &self.stored[ra]),
+                &union_of(&self.anchors[rb], &self.stored[rb]),
+            ),
+        };
+        if !allowed {
             return Err(());
         }
         let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
         self.parent[hi] = lo;
         let moved = std::mem::take(&mut self.anchors[hi]);
-        for k in moved {
-            if !self.anchors[lo].contains(&k) {
-                self.anchors[lo].push(k);
-            }
-        }
+        self.anchors[lo] = union_of(&self.anchors[lo], &moved);
+        let moved = std::mem::take(&mut self.stored[hi]);
+        self.stored[lo] = union_of(&self.stored[lo], &moved);
         Ok(true)
     }
 
@@ -169,14 +201,14 @@ impl UnionFind {
     fn assert_same(
         &mut self,
         keys: &[String],
-        force: bool,
+        by: Assertion,
         reason: impl Fn() -> String,
         links: &mut Vec<Link>,
         conflicts: &mut Vec<Conflict>,
     ) {
         let ids: Vec<usize> = keys.iter().map(|k| self.intern(k)).collect();
         for (pair, names) in ids.windows(2).zip(keys.windows(2)) {
-            match self.union(pair[0], pair[1], force) {
+            match self.union(pair[0], pair[1], by) {
                 Ok(true) => links.push(Link {
                     a: names[0].clone(),
                     b: names[1].clone(),
@@ -213,7 +245,13 @@ pub fn resolve(
     known: &HashMap<String, Assigned>,
     catalog: &Catalog,
 ) -> Resolution {
-    let mut uf = UnionFind::default();
+    let mut uf = UnionFind {
+        seeds: known
+            .iter()
+            .filter_map(|(k, a)| Some((k.clone(), catalog.anchors.get(&a.identity_id)?.clone())))
+            .collect(),
+        ..UnionFind::default()
+    };
     let mut links = Vec::new();
     let mut conflicts = Vec::new();
     // Directory objects first, in a fixed order, so that links name the directory's word
@@ -226,8 +264,12 @@ pub fn resolve(
     // Where a directory lists a key among its account's keys: its UPN before its e-mail.
     let mut directory_position: HashMap<&str, usize> = HashMap::new();
     for o in accounts {
-        let force = o.kind == DirectoryKind::Override;
-        uf.assert_same(&o.keys, force, || o.reason(), &mut links, &mut conflicts);
+        let by = if o.kind == DirectoryKind::Override {
+            Assertion::Override
+        } else {
+            Assertion::Directory
+        };
+        uf.assert_same(&o.keys, by, || o.reason(), &mut links, &mut conflicts);
         for (i, k) in o.keys.iter().enumerate() {
             directory_position.entry(k.as_str()).or_insert(i);
         }
@@ -241,7 +283,7 @@ pub fn resolve(
         let f = &findings[i];
         uf.assert_same(
             &f.identity_keys,
-            false,
+            Assertion::Record,
             || format!("named together in {} record {}", f.source, f.finding_uid),
             &mut links,
             &mut conflicts,
@@ -254,7 +296,7 @@ pub fn resolve(
         if let Some(a) = known.get(&uf.keys[i]) {
             match by_known_id.get(a.identity_id.as_str()) {
                 Some(&j) => {
-                    let _ = uf.union(i, j, false);
+                    let _ = uf.union(i, j, Assertion::Directory);
                 }
                 None => {
                     by_known_id.insert(a.identity_id.as_str(), i);
@@ -334,7 +376,10 @@ pub fn resolve(
                     // A compatible identity that lost to an older one is absorbed by it; one
                     // that holds other accounts, or is another set's id, keeps its accounts
                     // and only loses this (reused) key.
+                    // Two identities whose stored accounts differ are never one by aliasing.
+                    let stored = |id: &str| catalog.anchors.get(id).cloned().unwrap_or_default();
                     if fits(catalog, set_anchors, &a.identity_id)
+                        && compatible(&stored(id), &stored(&a.identity_id))
                         && !claimed.contains(&a.identity_id)
                     {
                         resolution.aliases.insert(a.identity_id.clone(), id.clone());
@@ -621,5 +666,36 @@ mod tests {
         let r = resolve(&mut fs, &[override_], &HashMap::new(), &Catalog::default());
         assert!(r.conflicts.is_empty(), "{:?}", r.conflicts);
         assert_eq!(fs[0].identity_id, fs[1].identity_id);
+    }
+
+    #[test]
+    fn a_record_naming_two_known_people_by_name_only_does_not_join_them() {
+        let x = account(
+            "entra",
+            "p",
+            &[
+                "aad:00000000-0000-4000-8000-00000000000p",
+                "upn:alice@corp.example",
+            ],
+            DirectoryKind::User,
+        );
+        let y = account(
+            "entra",
+            "q",
+            &[
+                "aad:00000000-0000-4000-8000-00000000000q",
+                "upn:a.smith@corp.example",
+            ],
+            DirectoryKind::User,
+        );
+        let first = resolve(&mut [], &[x, y], &HashMap::new(), &Catalog::default());
+        let mut record = vec![finding(
+            "aws",
+            &["upn:alice@corp.example", "upn:a.smith@corp.example"],
+        )];
+        let second = resolve(&mut record, &[], &known(&first, 0), &catalog_of(&first));
+        assert_eq!(second.conflicts.len(), 1, "{:?}", second.conflicts);
+        assert!(second.aliases.is_empty(), "{:?}", second.aliases);
+        assert!(second.assignments.is_empty(), "{:?}", second.assignments);
     }
 }

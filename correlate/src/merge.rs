@@ -149,10 +149,12 @@ pub fn merge(
     for d in detections.iter_mut() {
         let entities = detection_entities(d, findings);
         if let Some(id) = &d.incident_id {
-            // Already merged: refresh the incident if it is still open.
+            // Already merged: refresh the incident (or the one that absorbed it earlier in
+            // this pass) if it is still open.
+            let id = surviving(&merged, id);
             if let Some(inc) = incidents
                 .iter_mut()
-                .find(|i| &i.id == id && i.status != IncidentStatus::Closed)
+                .find(|i| i.id == id && i.status != IncidentStatus::Closed)
             {
                 absorb(inc, d, &entities, findings, now);
                 touched.insert(inc.id.clone());
@@ -177,6 +179,17 @@ pub fn merge(
             (incidents[*a].first_seen, &incidents[*a].id)
                 .cmp(&(incidents[*b].first_seen, &incidents[*b].id))
         });
+        // Only a shared person or cloud resource links two incidents into one; an IP (a NAT,
+        // a VPN) or a host alone may be shared by unrelated cases.
+        if let Some((first, rest)) = linked.split_first() {
+            let mut kept = vec![first.clone()];
+            kept.extend(
+                rest.iter()
+                    .filter(|(_, e)| e.kind == "identity" || e.kind == "resource")
+                    .cloned(),
+            );
+            linked = kept;
+        }
         match linked.split_first() {
             Some(((survivor, shared), others)) => {
                 let mut reason = format!(
@@ -276,15 +289,14 @@ pub fn merge(
             }
         }
     }
-    // Detections of this pass that sat in an absorbed incident follow it.
+    // Detections and reasons of this pass that sat in an absorbed incident follow it.
     for d in detections.iter_mut() {
-        if let Some(to) = merged
-            .iter()
-            .find(|(from, _)| d.incident_id.as_deref() == Some(from.as_str()))
-            .map(|(_, to)| to.clone())
-        {
-            d.incident_id = Some(to);
+        if let Some(id) = &d.incident_id {
+            d.incident_id = Some(surviving(&merged, id));
         }
+    }
+    for r in reasons.iter_mut() {
+        r.incident_id = surviving(&merged, &r.incident_id);
     }
     CorrelationChanges {
         incidents: incidents
@@ -295,6 +307,19 @@ pub fn merge(
         reasons,
         merged,
     }
+}
+
+/// The incident that finally holds what was merged into `id` (following merges of merges).
+fn surviving(merged: &[(String, String)], id: &str) -> String {
+    let mut at = id.to_string();
+    // Each merge points to an older incident, so the chain ends; the bound guards the loop.
+    for _ in 0..=merged.len() {
+        match merged.iter().find(|(from, _)| *from == at) {
+            Some((_, to)) => at = to.clone(),
+            None => break,
+        }
+    }
+    at
 }
 
 /// Folds an absorbed incident's aggregates into the survivor's.
@@ -529,7 +554,7 @@ mod linking_tests {
             t(1),
             "{}".into(),
         );
-        by_ip.src_ip = Some("198.51.100.7".into());
+        by_ip.resource_uid = Some("arn:aws:ec2:us-east-1:1:instance/i-1".into());
         let mut both = Finding::new(
             "azure.defender",
             "f3".into(),
@@ -538,7 +563,7 @@ mod linking_tests {
             "{}".into(),
         );
         both.identity_id = Some("alice@corp.example".into());
-        both.src_ip = Some("198.51.100.7".into());
+        both.resource_uid = Some("arn:aws:ec2:us-east-1:1:instance/i-1".into());
         let fs = [by_identity, by_ip, both];
         let index: HashMap<&str, &Finding> =
             fs.iter().map(|f| (f.finding_uid.as_str(), f)).collect();
@@ -565,7 +590,11 @@ mod linking_tests {
             .clone();
         let younger = open
             .iter()
-            .find(|i| i.entities.iter().any(|e| e.value == "198.51.100.7"))
+            .find(|i| {
+                i.entities
+                    .iter()
+                    .any(|e| e.value == "arn:aws:ec2:us-east-1:1:instance/i-1")
+            })
             .expect("b")
             .id
             .clone();
@@ -599,11 +628,15 @@ mod linking_tests {
             kept.sources,
             ["ad.windows", "aws.securityhub", "azure.defender"]
         );
-        assert!(kept.entities.iter().any(|e| e.value == "198.51.100.7"));
+        assert!(
+            kept.entities
+                .iter()
+                .any(|e| e.value == "arn:aws:ec2:us-east-1:1:instance/i-1")
+        );
         let reason = &link.reasons[0].reason;
         assert!(
             reason.contains("shares identity alice@corp.example")
-                && reason.contains("ip 198.51.100.7")
+                && reason.contains("resource arn:aws:ec2:us-east-1:1:instance/i-1")
                 && reason.contains("which is merged into it"),
             "{reason}"
         );

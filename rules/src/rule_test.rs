@@ -200,8 +200,10 @@ impl TestFinding {
                 format!("finding {n}: `at: {a}` is not an offset like 0m, 90s, 2h")
             })?,
         };
-        let time = test_epoch()
-            + chrono::Duration::from_std(offset).map_err(|e| format!("finding {n}: {e}"))?;
+        let time = chrono::Duration::from_std(offset)
+            .ok()
+            .and_then(|d| test_epoch().checked_add_signed(d))
+            .ok_or_else(|| format!("finding {n}: `at` is too far from the test's start"))?;
         let mut f = Finding::new(
             &self.source,
             self.uid.clone().unwrap_or_else(|| format!("f{n}")),

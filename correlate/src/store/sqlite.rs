@@ -327,12 +327,13 @@ async fn move_identity(
 const COUNTS: &str = "detection_count = (SELECT count(*) FROM detections WHERE incident_id = incidents.id), \
     finding_count = (SELECT count(DISTINCT j.value) FROM detections d, json_each(d.finding_uids) j \
                      WHERE d.incident_id = incidents.id), \
-    severity_id = min(5, coalesce((SELECT max(d.severity_id) FROM detections d WHERE d.incident_id = incidents.id), severity_id) \
+    severity_id = coalesce(min(5, (SELECT max(d.severity_id) FROM detections d WHERE d.incident_id = incidents.id) \
       + CASE WHEN (SELECT count(DISTINCT CASE WHEN s.value LIKE 'aws.%' THEN 'aws' \
-                                          WHEN s.value LIKE 'azure.%' THEN 'azure' ELSE 'ad' END) \
+                                          WHEN s.value LIKE 'azure.%' THEN 'azure' \
+                                          WHEN s.value LIKE 'ad.%' THEN 'ad' END) \
                    FROM json_each(incidents.sources) s) >= 2 \
                OR (SELECT count(*) FROM json_each(incidents.tactics)) >= 3 \
-             THEN 1 ELSE 0 END)";
+             THEN 1 ELSE 0 END), severity_id)";
 
 const INCIDENT_COLUMNS: &str = "id, number, title, status, severity_id, first_seen, last_seen, \
     created_at, updated_at, tactics, techniques, sources, detection_count, finding_count, merged_into";
@@ -885,11 +886,12 @@ impl Store for SqliteStore {
                     .map_err(CorrelateError::storage(ctx))?;
             }
         }
-        let recount = changes
+        let recount: std::collections::BTreeSet<&String> = changes
             .incidents
             .iter()
             .map(|i| &i.id)
-            .chain(changes.merged.iter().map(|(a, _)| a));
+            .chain(changes.merged.iter().map(|(a, _)| a))
+            .collect();
         for id in recount {
             sqlx::query(AssertSqlSafe(format!(
                 "UPDATE incidents SET {COUNTS} WHERE id = ?"
