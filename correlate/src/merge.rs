@@ -508,34 +508,6 @@ mod tests {
             second.reasons[0].reason
         );
     }
-}
-
-#[cfg(test)]
-mod linking_tests {
-    use super::*;
-    use cairn_ingest::schema::CLASS_AUTHENTICATION;
-
-    fn t(h: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + h * 3600, 0).expect("time")
-    }
-
-    fn detection(id: &str, at: i64, uids: &[&str]) -> Detection {
-        Detection {
-            id: format!("{id:0<16}"),
-            rule_id: format!("rule.{id}"),
-            title: format!("detection {id}"),
-            entity_kind: "finding".into(),
-            entity_key: uids[0].into(),
-            bucket: 0,
-            severity_id: 3,
-            first_seen: t(at),
-            last_seen: t(at),
-            finding_uids: uids.iter().map(|u| u.to_string()).collect(),
-            tactics: vec![],
-            techniques: vec![],
-            incident_id: None,
-        }
-    }
 
     #[test]
     fn a_detection_linking_two_open_incidents_merges_them_into_the_older() {
@@ -570,7 +542,10 @@ mod linking_tests {
 
         // Two passes open two incidents; a third detection names both of their entities.
         let first = merge(
-            vec![detection("a", 0, &["f1"]), detection("b", 1, &["f2"])],
+            vec![
+                detection("a", "finding", "f1", 0, &["f1"]),
+                detection("b", "finding", "f2", 1, &["f2"]),
+            ],
             vec![],
             &HashMap::new(),
             &index,
@@ -600,7 +575,7 @@ mod linking_tests {
             .clone();
 
         let link = merge(
-            vec![detection("c", 2, &["f3"])],
+            vec![detection("c", "finding", "f3", 2, &["f3"])],
             open,
             &HashMap::new(),
             &index,
