@@ -206,6 +206,11 @@ impl UnionFind {
         links: &mut Vec<Link>,
         conflicts: &mut Vec<Conflict>,
     ) {
+        // Anchors first: an account's own ids join before any of its names can pull one of
+        // them into another account's set (an admin account whose `mail` is the person's UPN).
+        let mut keys: Vec<String> = keys.to_vec();
+        keys.sort_by_key(|k| !is_anchor(k));
+        let keys = &keys[..];
         let ids: Vec<usize> = keys.iter().map(|k| self.intern(k)).collect();
         for (pair, names) in ids.windows(2).zip(keys.windows(2)) {
             match self.union(pair[0], pair[1], by) {
@@ -697,5 +702,42 @@ mod tests {
         assert_eq!(second.conflicts.len(), 1, "{:?}", second.conflicts);
         assert!(second.aliases.is_empty(), "{:?}", second.aliases);
         assert!(second.assignments.is_empty(), "{:?}", second.assignments);
+    }
+
+    #[test]
+    fn an_accounts_own_ids_join_before_a_name_shared_with_another_account() {
+        // The admin account is read first and carries Alice's address as its mail.
+        let admin = account(
+            "ad",
+            "adm",
+            &["upn:alice@corp.example", "sid:S-1-5-21-1-2-3-2001"],
+            DirectoryKind::User,
+        );
+        let alice = account(
+            "entra",
+            "alice",
+            &[
+                "upn:alice@corp.example",
+                "aad:00000000-0000-4000-8000-0000000000a1",
+                "sid:S-1-5-21-1-2-3-1001",
+            ],
+            DirectoryKind::User,
+        );
+        let r = resolve(
+            &mut [],
+            &[admin, alice],
+            &HashMap::new(),
+            &Catalog::default(),
+        );
+        assert_eq!(
+            r.assignments["aad:00000000-0000-4000-8000-0000000000a1"],
+            r.assignments["sid:S-1-5-21-1-2-3-1001"],
+            "Alice's Entra id stays with her SID"
+        );
+        assert_ne!(
+            r.assignments["sid:S-1-5-21-1-2-3-1001"],
+            r.assignments["sid:S-1-5-21-1-2-3-2001"]
+        );
+        assert_eq!(r.conflicts.len(), 1, "{:?}", r.conflicts);
     }
 }
