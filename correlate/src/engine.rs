@@ -163,17 +163,7 @@ impl Engine {
 
     /// The first column of `sql`'s result as text (for tests and diagnostics).
     pub async fn query(&self, sql: &str) -> Result<Vec<Option<String>>> {
-        let failed = |e: datafusion::error::DataFusionError| {
-            CorrelateError::Internal(format!("query failed: {}", e.strip_backtrace()))
-        };
-        let batches = self
-            .ctx
-            .sql_with_options(sql, read_only())
-            .await
-            .map_err(failed)?
-            .collect()
-            .await
-            .map_err(failed)?;
+        let batches = self.query_batches(sql).await?;
         let mut out = Vec::new();
         for b in &batches {
             let col = cast(b.column(0), &DataType::Utf8)
