@@ -14,7 +14,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
 CAIRN_APT_PACKAGES=(cmake build-essential pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev)
 
 # Samba's AD domain controller, the real Active Directory of the LDAP source's tests.
-CAIRN_TEST_APT_PACKAGES=(samba samba-ad-provision)
+# samba-dsdb-modules (the directory database's ldb modules) and samba-vfs-modules (the sysvol
+# ACLs provisioning sets) are only recommendations of samba,
+# and installs skip recommendations.
+CAIRN_TEST_APT_PACKAGES=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules)
 
 ensure_build_packages() {
     install_apt_packages "${CAIRN_APT_PACKAGES[@]}"

@@ -162,12 +162,13 @@ fn a_consumer_killed_mid_stream_loses_and_duplicates_nothing() {
         expected_uids.len()
     );
 
-    // Second run: resumes from the group's committed offsets and catches up.
+    // Second run: resumes from the group's committed offsets and catches up. Whether the bad
+    // messages fall to the first run or the second depends on how far the first got in their
+    // partition, so either a clean or a partial success (3) is right; the store is checked below.
     let second = cairn(data.path(), &args).output().expect("run cairn");
-    assert_eq!(
-        second.status.code(),
-        Some(3),
-        "partial success (dead letters) expected:\n{}\n{}",
+    assert!(
+        matches!(second.status.code(), Some(0) | Some(3)),
+        "success or partial success (dead letters) expected:\n{}\n{}",
         String::from_utf8_lossy(&second.stdout),
         String::from_utf8_lossy(&second.stderr)
     );
