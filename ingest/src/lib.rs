@@ -6,7 +6,8 @@
 //!   events), chosen per record by content;
 //! - [`source`]: the [`Source`] trait that every feed implements; [`sources`] holds the
 //!   implementations, one folder each, registered in [`sources::SourceConfig`];
-//! - [`reader`]: JSON / NDJSON / gzip reading with positions for error reports;
+//! - [`reader`]: JSON / NDJSON / gzip reading with positions for error reports, into the
+//!   borrowed [`json::Json`] tree;
 //! - [`directory`]: accounts and groups of AD, Entra ID and AWS, for identity resolution;
 //! - [`dead_letter`]: records that could not be used, kept with their reason.
 
@@ -14,7 +15,9 @@ pub mod dead_letter;
 pub mod directory;
 pub mod duration;
 pub mod error;
+pub mod fields;
 pub mod incremental;
+pub mod json;
 pub mod microsoft;
 pub mod normalize;
 pub mod reader;
@@ -25,5 +28,6 @@ pub mod sources;
 pub use dead_letter::DeadLetter;
 pub use directory::{DirectoryKind, DirectoryObject, DirectorySync};
 pub use error::{IngestError, Result};
+pub use fields::Fields;
 pub use schema::{Finding, FindingBatchBuilder, Severity, finding_schema, to_record_batch};
 pub use source::{Page, Source};

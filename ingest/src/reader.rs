@@ -20,6 +20,8 @@ use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::json::Json;
+
 /// A record as received: its parsed value and its exact text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -29,74 +31,74 @@ pub struct Record {
     pub raw: String,
 }
 
+/// A record as read from a file or a message: its exact text and its JSON, borrowed from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document<'a> {
+    /// The record's text exactly as it appeared in the input.
+    pub raw: &'a str,
+    /// The parsed JSON, whose strings borrow from `raw`.
+    pub json: Json<'a>,
+}
+
 /// One record read from an input, or the reason it could not be read.
 #[derive(Debug)]
-pub struct RawRecord {
+pub struct RawRecord<'a> {
     /// `name:line` for NDJSON and documents, `name:line[index]` for elements of an envelope.
     pub location: String,
     /// The record, or why reading failed together with the offending bytes.
-    pub value: Result<Record, (String, Vec<u8>)>,
+    pub value: Result<Document<'a>, (String, Vec<u8>)>,
 }
 
 /// Splits one JSON document's text into records, opening API envelopes (see the module docs).
 /// Returns whether the document was an envelope, and its records.
-pub fn split_document(text: &str) -> serde_json::Result<(bool, Vec<Record>)> {
-    let trimmed = text.trim();
-    let elements: Option<Vec<&RawValue>> = if trimmed.starts_with('[') {
-        Some(serde_json::from_str(trimmed)?)
-    } else if trimmed.starts_with('{') {
-        let map: HashMap<String, &RawValue> = serde_json::from_str(trimmed)?;
-        if let Some(list) = array(map.get("Findings")).or_else(|| array(map.get("value"))) {
-            Some(serde_json::from_str(list.get())?)
-        } else if let Some(detail) = map
-            .get("detail")
-            .filter(|d| d.get().trim_start().starts_with('{'))
-        {
-            let detail: HashMap<String, &RawValue> = serde_json::from_str(detail.get())?;
-            match array(detail.get("findings")) {
-                Some(list) => Some(serde_json::from_str(list.get())?),
-                None => None,
-            }
-        } else {
-            None
-        }
+pub fn split_document(text: &str) -> serde_json::Result<(bool, Vec<Document<'_>>)> {
+    split(text.trim())
+}
+
+/// [`split_document`] without trimming: an NDJSON line keeps its leading whitespace in `raw`,
+/// as it always has (record ids of events without one hash `raw`).
+fn split(trimmed: &str) -> serde_json::Result<(bool, Vec<Document<'_>>)> {
+    let json = Json::parse(trimmed)?;
+    let Some(path) = envelope_keys(&json) else {
+        return Ok((false, vec![Document { raw: trimmed, json }]));
+    };
+    // Each element keeps its own exact text, so the envelope is read again as raw slices.
+    let mut list: &str = trimmed;
+    for key in path {
+        let map: HashMap<String, &RawValue> = serde_json::from_str(list)?;
+        list = map.get(*key).map_or("[]", |v| v.get());
+    }
+    let elements: Vec<&RawValue> = serde_json::from_str(list)?;
+    let records = elements
+        .into_iter()
+        .map(|r| {
+            Ok(Document {
+                raw: r.get(),
+                json: Json::parse(r.get())?,
+            })
+        })
+        .collect::<serde_json::Result<Vec<_>>>()?;
+    Ok((true, records))
+}
+
+/// The keys leading from a document to its array of records, if it is an envelope.
+fn envelope_keys(doc: &Json<'_>) -> Option<&'static [&'static str]> {
+    let is_array = |keys: &[&str]| {
+        doc.as_object()
+            .and_then(|o| o.path(keys))
+            .is_some_and(|v| v.as_array().is_some())
+    };
+    if doc.as_array().is_some() {
+        Some(&[])
+    } else if is_array(&["Findings"]) {
+        Some(&["Findings"])
+    } else if is_array(&["value"]) {
+        Some(&["value"])
+    } else if is_array(&["detail", "findings"]) {
+        Some(&["detail", "findings"])
     } else {
         None
-    };
-    match elements {
-        Some(items) => {
-            let records = items
-                .into_iter()
-                .map(|r| {
-                    Ok(Record {
-                        value: serde_json::from_str(r.get())?,
-                        raw: r.get().to_string(),
-                    })
-                })
-                .collect::<serde_json::Result<Vec<_>>>()?;
-            Ok((true, records))
-        }
-        None => Ok((
-            false,
-            vec![Record {
-                value: serde_json::from_str(trimmed)?,
-                raw: trimmed.to_string(),
-            }],
-        )),
     }
-}
-
-/// The value if it is a JSON array.
-fn array<'a>(v: Option<&&'a RawValue>) -> Option<&'a RawValue> {
-    v.copied().filter(|r| r.get().trim_start().starts_with('['))
-}
-
-/// Whether a parsed document is an envelope of records rather than a record.
-fn is_envelope(doc: &Value) -> bool {
-    doc.is_array()
-        || doc.get("Findings").is_some_and(Value::is_array)
-        || doc.get("value").is_some_and(Value::is_array)
-        || doc.pointer("/detail/findings").is_some_and(Value::is_array)
 }
 
 /// The bytes every Windows event log file (`.evtx`) starts with.
@@ -112,34 +114,29 @@ pub const EVTX_MAGIC: &[u8] = b"ElfFile\0";
 pub fn read_evtx<R: Read + std::io::Seek>(
     name: &str,
     input: R,
-    mut emit: impl FnMut(RawRecord),
+    mut emit: impl FnMut(RawRecord<'_>),
 ) -> Result<(), String> {
     let mut parser = evtx::EvtxParser::from_read_seek(input)
         .map_err(|e| format!("not a readable EVTX file: {e}"))?
         // The caller parallelises over files; one thread per file keeps record order.
         .with_configuration(evtx::ParserSettings::new().num_threads(1));
     for (index, record) in parser.records_json().enumerate() {
-        let raw = match record {
-            Ok(r) => RawRecord {
+        match record {
+            Ok(r) => emit(RawRecord {
                 location: format!("{name}#{}", r.event_record_id),
-                value: serde_json::from_str(&r.data)
-                    .map(|value| Record {
-                        value,
-                        raw: r.data.clone(),
-                    })
-                    .map_err(|e| {
-                        (
-                            format!("evtx rendered invalid JSON: {e}"),
-                            r.data.into_bytes(),
-                        )
-                    }),
-            },
-            Err(e) => RawRecord {
+                value: match Json::parse(&r.data) {
+                    Ok(json) => Ok(Document { raw: &r.data, json }),
+                    Err(e) => Err((
+                        format!("evtx rendered invalid JSON: {e}"),
+                        r.data.as_bytes().to_vec(),
+                    )),
+                },
+            }),
+            Err(e) => emit(RawRecord {
                 location: format!("{name}[record {}]", index + 1),
                 value: Err((format!("unreadable EVTX record: {e}"), Vec::new())),
-            },
-        };
-        emit(raw);
+            }),
+        }
     }
     Ok(())
 }
@@ -165,7 +162,7 @@ pub fn maybe_gunzip<R: Read + 'static>(reader: R) -> std::io::Result<Box<dyn Buf
 pub fn read_records(
     name: &str,
     mut input: Box<dyn BufRead>,
-    mut emit: impl FnMut(RawRecord),
+    mut emit: impl FnMut(RawRecord<'_>),
 ) -> std::io::Result<()> {
     let mut first = Vec::new();
     let mut line_no = 0usize;
@@ -288,7 +285,7 @@ fn count_newlines(bytes: &[u8]) -> usize {
 }
 
 /// One NDJSON line: usually one record (parsed once, its text kept), sometimes an envelope.
-fn emit_line(name: &str, line: usize, bytes: &[u8], emit: &mut impl FnMut(RawRecord)) {
+fn emit_line(name: &str, line: usize, bytes: &[u8], emit: &mut impl FnMut(RawRecord<'_>)) {
     let text = match std::str::from_utf8(trim(bytes)) {
         Ok(t) => t,
         Err(e) => {
@@ -298,25 +295,22 @@ fn emit_line(name: &str, line: usize, bytes: &[u8], emit: &mut impl FnMut(RawRec
             });
         }
     };
-    match serde_json::from_str::<Value>(text) {
-        Err(e) => emit(RawRecord {
-            location: format!("{name}:{line}"),
-            value: Err((format!("invalid JSON: {e}"), text.as_bytes().to_vec())),
-        }),
-        Ok(v) if is_envelope(&v) => emit_split(name, line, text, emit),
-        Ok(value) => emit(RawRecord {
-            location: format!("{name}:{line}"),
-            value: Ok(Record {
-                value,
-                raw: text.to_string(),
-            }),
-        }),
-    }
+    emit_records(name, line, split(text), text, emit)
 }
 
 /// One document: its records (elements of an envelope are numbered).
-fn emit_split(name: &str, line: usize, text: &str, emit: &mut impl FnMut(RawRecord)) {
-    match split_document(text) {
+fn emit_split(name: &str, line: usize, text: &str, emit: &mut impl FnMut(RawRecord<'_>)) {
+    emit_records(name, line, split_document(text), text, emit)
+}
+
+fn emit_records<'a>(
+    name: &str,
+    line: usize,
+    split: serde_json::Result<(bool, Vec<Document<'a>>)>,
+    text: &str,
+    emit: &mut impl FnMut(RawRecord<'a>),
+) {
+    match split {
         Err(e) => emit(RawRecord {
             location: format!("{name}:{line}"),
             value: Err((format!("invalid JSON: {e}"), text.as_bytes().to_vec())),
@@ -356,7 +350,9 @@ mod tests {
         read_records("in", input, |r| {
             out.push((
                 r.location,
-                r.value.map(|rec| rec.value).map_err(|(reason, _)| reason),
+                r.value
+                    .map(|rec| rec.json.to_value())
+                    .map_err(|(reason, _)| reason),
             ))
         })
         .expect("read");
@@ -408,7 +404,7 @@ mod tests {
         read_records(
             "in",
             maybe_gunzip(std::io::Cursor::new(input.to_vec())).expect("open"),
-            |r| raws.push(r.value.expect("record").raw),
+            |r| raws.push(r.value.expect("record").raw.to_string()),
         )
         .expect("read");
         assert_eq!(raws, ["{\"n\": 1.50,  \"s\": \"\\u00e9\"}", "{\"n\":2}"]);

@@ -4,7 +4,6 @@
 //! [`RecordBatch`]es of [`finding_schema`], which the correlator queries with SQL. Columns are
 //! flattened OCSF attributes (`cloud.account.uid` becomes `account_uid`) so rules stay short.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
@@ -15,6 +14,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::fields::Fields;
 
 /// OCSF class `Detection Finding` (2004): an alert raised by a security product.
 pub const CLASS_DETECTION_FINDING: i32 = 2004;
@@ -185,7 +186,7 @@ pub struct Finding {
     pub compliance_controls: Vec<String>,
     /// OCSF `unmapped`: source-specific fields as strings (Windows `EventData`, ASFF
     /// `ProductFields`), so rules can reach what the flat columns do not carry.
-    pub fields: BTreeMap<String, String>,
+    pub fields: Fields,
     /// OCSF `raw_data`: the original record, kept verbatim for evidence.
     pub raw: String,
 }
@@ -232,7 +233,7 @@ impl Finding {
             attack_techniques: Vec::new(),
             attack_tactics: Vec::new(),
             compliance_controls: Vec::new(),
-            fields: BTreeMap::new(),
+            fields: Fields::new(),
             raw,
         }
     }
@@ -452,7 +453,7 @@ impl FindingBatchBuilder {
         append_list(&mut self.attack_techniques, &f.attack_techniques);
         append_list(&mut self.attack_tactics, &f.attack_tactics);
         append_list(&mut self.compliance_controls, &f.compliance_controls);
-        for (k, v) in &f.fields {
+        for (k, v) in f.fields.iter() {
             self.fields.keys().append_value(k);
             self.fields.values().append_value(v);
         }
@@ -547,7 +548,7 @@ mod tests {
             t,
             "{}".into(),
         );
-        f.fields.insert("LogonType".into(), "3".into());
+        f.fields.insert("LogonType", "3");
         f.attack_tactics.push("TA0006".into());
         let batch = to_record_batch(&[f.clone(), f]).expect("batch");
         assert_eq!(batch.num_rows(), 2);

@@ -233,7 +233,7 @@ impl TestFinding {
         f.src_ip = self.src_ip.clone();
         f.device_hostname = self.device_hostname.clone();
         f.attack_techniques = self.attack_techniques.clone();
-        f.fields = self.fields.clone();
+        f.fields = self.fields.iter().collect();
         Ok(f)
     }
 }

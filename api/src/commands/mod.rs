@@ -334,7 +334,7 @@ async fn write_back(setup: &Setup, store: &dyn Store) -> anyhow::Result<()> {
                 Some((
                     WriteBack {
                         account_id: f.account_uid.clone()?,
-                        product_arn: f.fields.get("ProductArn")?.clone(),
+                        product_arn: f.fields.get("ProductArn")?.to_string(),
                         id: f.finding_uid.clone(),
                         note: format!(
                             "Cairn incident #{} ({}): {}",

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::identity::IdentityKeys;
 use super::json::{first_time, path, scalar_text, strings, text};
-use super::{Format, NormalizeError, Normalizer, attack};
+use super::{Format, NormalizeError, Normalizer, Shape, attack};
 use crate::schema::{CLASS_DETECTION_FINDING, Finding, Severity};
 
 const FORMAT: &str = "arm_alert";
@@ -23,9 +23,8 @@ pub const SENTINEL_SOURCE: &str = "azure.sentinel";
 /// Normalizes Defender for Cloud and Sentinel alerts.
 pub struct ArmAlertNormalizer;
 
-fn is_sentinel(r: &Map<String, Value>) -> bool {
-    r.get("kind")
-        .and_then(Value::as_str)
+fn is_sentinel(r: &dyn Shape) -> bool {
+    r.str_at("kind")
         .is_some_and(|k| k.eq_ignore_ascii_case("SecurityAlert"))
 }
 
@@ -55,12 +54,12 @@ impl Normalizer for ArmAlertNormalizer {
         Format::ArmAlert
     }
 
-    fn recognises(&self, r: &Map<String, Value>) -> bool {
-        let typed = r.get("type").and_then(Value::as_str).is_some_and(|t| {
+    fn recognises(&self, r: &dyn Shape) -> bool {
+        let typed = r.str_at("type").is_some_and(|t| {
             t.to_ascii_lowercase()
                 .ends_with("microsoft.security/locations/alerts")
         });
-        (typed || is_sentinel(r)) && r.get("properties").is_some_and(Value::is_object)
+        (typed || is_sentinel(r)) && r.is_object_at("properties")
     }
 
     fn normalize(&self, r: &Map<String, Value>, raw: &str) -> Result<Finding, NormalizeError> {
@@ -236,7 +235,7 @@ impl Normalizer for ArmAlertNormalizer {
             "confidenceLevel",
         ] {
             if let Some(v) = p.get(key).and_then(scalar_text) {
-                f.fields.insert(key.to_string(), v);
+                f.fields.insert(key, v);
             }
         }
         if let Some(ext) = path(p, &["extendedProperties"]).and_then(Value::as_object) {
@@ -247,7 +246,7 @@ impl Normalizer for ArmAlertNormalizer {
             }
         }
         if !id.is_empty() {
-            f.fields.insert("armId".into(), id);
+            f.fields.insert("armId", id);
         }
         Ok(f)
     }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::identity::IdentityKeys;
 use super::json::{first_time, meaningful, path, strings, text};
-use super::{Format, NormalizeError, Normalizer, attack};
+use super::{Format, NormalizeError, Normalizer, Shape, attack};
 use crate::schema::{
     CLASS_COMPLIANCE_FINDING, CLASS_DETECTION_FINDING, CLASS_VULNERABILITY_FINDING, Finding,
     Severity,
@@ -28,10 +28,8 @@ impl Normalizer for AsffNormalizer {
         Format::Asff
     }
 
-    fn recognises(&self, r: &Map<String, Value>) -> bool {
-        r.contains_key("SchemaVersion")
-            && r.contains_key("Id")
-            && (r.contains_key("ProductArn") || r.contains_key("GeneratorId"))
+    fn recognises(&self, r: &dyn Shape) -> bool {
+        r.has("SchemaVersion") && r.has("Id") && (r.has("ProductArn") || r.has("GeneratorId"))
     }
 
     fn normalize(&self, r: &Map<String, Value>, raw: &str) -> Result<Finding, NormalizeError> {
@@ -134,7 +132,7 @@ impl Normalizer for AsffNormalizer {
         if let Some(pf) = path(r, &["ProductFields"]).and_then(Value::as_object) {
             for (k, v) in pf {
                 if let Some(s) = super::json::scalar_text(v) {
-                    f.fields.insert(k.clone(), s);
+                    f.fields.insert(k, s);
                 }
             }
         }
@@ -147,7 +145,7 @@ impl Normalizer for AsffNormalizer {
             ("CreatedAt", &["CreatedAt"]),
         ] {
             if let Some(v) = text(r, keys) {
-                f.fields.insert(name.to_string(), v);
+                f.fields.insert(name, v);
             }
         }
         Ok(f)
@@ -237,10 +235,10 @@ fn principal_from_resource(res: &Map<String, Value>, f: &mut Finding, keys: &mut
             keys.upn(principal_name.as_deref());
         }
         if let Some(n) = principal_name {
-            f.fields.insert("AwsIamAccessKey.PrincipalName".into(), n);
+            f.fields.insert("AwsIamAccessKey.PrincipalName", n);
         }
         if let Some(t) = principal_type {
-            f.fields.insert("AwsIamAccessKey.PrincipalType".into(), t);
+            f.fields.insert("AwsIamAccessKey.PrincipalType", t);
         }
     }
     if let Some(user) = path(res, &["Details", "AwsIamUser"]).and_then(Value::as_object) {

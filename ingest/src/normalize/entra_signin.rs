@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::identity::IdentityKeys;
 use super::json::{first_time, scalar_text, strings, text};
-use super::{Format, NormalizeError, Normalizer};
+use super::{Format, NormalizeError, Normalizer, Shape};
 use crate::schema::{CLASS_AUTHENTICATION, Finding, Severity};
 
 const FORMAT: &str = "entra_signin";
@@ -24,13 +24,11 @@ impl Normalizer for EntraSignInNormalizer {
         Format::EntraSignIn
     }
 
-    fn recognises(&self, r: &Map<String, Value>) -> bool {
-        match r.get("@odata.type").and_then(Value::as_str) {
+    fn recognises(&self, r: &dyn Shape) -> bool {
+        match r.str_at("@odata.type") {
             Some(t) => t.eq_ignore_ascii_case("#microsoft.graph.signIn"),
             None => {
-                r.contains_key("userPrincipalName")
-                    && r.contains_key("appDisplayName")
-                    && r.contains_key("createdDateTime")
+                r.has("userPrincipalName") && r.has("appDisplayName") && r.has("createdDateTime")
             }
         }
     }
@@ -116,12 +114,12 @@ impl Normalizer for EntraSignInNormalizer {
             ("correlationId", &["correlationId"]),
         ] {
             if let Some(v) = super::json::path(r, keys).and_then(scalar_text) {
-                f.fields.insert(name.to_string(), v);
+                f.fields.insert(name, v);
             }
         }
         let risks = strings(r, &["riskEventTypes_v2"]);
         if !risks.is_empty() {
-            f.fields.insert("riskEventTypes_v2".into(), risks.join(","));
+            f.fields.insert("riskEventTypes_v2", risks.join(","));
         }
         Ok(f)
     }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::identity::IdentityKeys;
 use super::json::{first_time, path, scalar_text, strings, text};
-use super::{Format, NormalizeError, Normalizer, attack};
+use super::{Format, NormalizeError, Normalizer, Shape, attack};
 use crate::schema::{CLASS_DETECTION_FINDING, Finding, Severity};
 
 const FORMAT: &str = "graph_alert";
@@ -25,14 +25,10 @@ impl Normalizer for GraphAlertNormalizer {
         Format::GraphAlert
     }
 
-    fn recognises(&self, r: &Map<String, Value>) -> bool {
-        match r.get("@odata.type").and_then(Value::as_str) {
+    fn recognises(&self, r: &dyn Shape) -> bool {
+        match r.str_at("@odata.type") {
             Some(t) => t.eq_ignore_ascii_case("#microsoft.graph.security.alert"),
-            None => {
-                r.contains_key("serviceSource")
-                    && r.contains_key("detectionSource")
-                    && r.contains_key("id")
-            }
+            None => r.has("serviceSource") && r.has("detectionSource") && r.has("id"),
         }
     }
 
@@ -133,15 +129,15 @@ impl Normalizer for GraphAlertNormalizer {
                 f.resource_uid = text(vm, &["resourceId"]);
                 f.resource_type = f.resource_uid.as_deref().and_then(azure_resource_type);
                 if let Some(p) = text(vm, &["cloudProvider"]) {
-                    f.fields.insert("vmMetadata.cloudProvider".into(), p);
+                    f.fields.insert("vmMetadata.cloudProvider", p);
                 }
                 if let Some(s) = text(vm, &["subscriptionId"]) {
-                    f.fields.insert("vmMetadata.subscriptionId".into(), s);
+                    f.fields.insert("vmMetadata.subscriptionId", s);
                 }
             }
             for key in ["mdeDeviceId", "azureAdDeviceId"] {
                 if let Some(id) = text(d, &[key]) {
-                    f.fields.insert(key.into(), id);
+                    f.fields.insert(key, id);
                 }
             }
         }
@@ -153,7 +149,7 @@ impl Normalizer for GraphAlertNormalizer {
                 ("instanceName", "cloudApplication.instanceName"),
             ] {
                 if let Some(v) = app.get(key).and_then(scalar_text) {
-                    f.fields.insert(field.into(), v);
+                    f.fields.insert(field, v);
                 }
             }
             if f.resource_uid.is_none() {
@@ -194,7 +190,7 @@ impl Normalizer for GraphAlertNormalizer {
             "actorDisplayName",
         ] {
             if let Some(v) = r.get(key).and_then(scalar_text) {
-                f.fields.insert(key.to_string(), v);
+                f.fields.insert(key, v);
             }
         }
         Ok(f)

@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 
 use super::json::{first_time, path, scalar_text, text};
-use super::{Format, NormalizeError, Normalizer, attack};
+use super::{Format, NormalizeError, Normalizer, Shape, attack};
 use crate::schema::{Finding, Severity};
 
 const FORMAT: &str = "graph_incident";
@@ -25,14 +25,10 @@ impl Normalizer for GraphIncidentNormalizer {
         Format::GraphIncident
     }
 
-    fn recognises(&self, r: &Map<String, Value>) -> bool {
-        match r.get("@odata.type").and_then(Value::as_str) {
+    fn recognises(&self, r: &dyn Shape) -> bool {
+        match r.str_at("@odata.type") {
             Some(t) => t.eq_ignore_ascii_case("#microsoft.graph.security.incident"),
-            None => {
-                r.contains_key("incidentWebUrl")
-                    && r.contains_key("displayName")
-                    && r.contains_key("id")
-            }
+            None => r.has("incidentWebUrl") && r.has("displayName") && r.has("id"),
         }
     }
 
@@ -148,11 +144,10 @@ impl Normalizer for GraphIncidentNormalizer {
             "redirectIncidentId",
         ] {
             if let Some(v) = r.get(key).and_then(scalar_text) {
-                f.fields.insert(key.to_string(), v);
+                f.fields.insert(key, v);
             }
         }
-        f.fields
-            .insert("alertCount".into(), alerts.len().to_string());
+        f.fields.insert("alertCount", alerts.len().to_string());
         if let Some(ids) = (!alerts.is_empty()).then(|| {
             alerts
                 .iter()
@@ -160,7 +155,7 @@ impl Normalizer for GraphIncidentNormalizer {
                 .collect::<Vec<_>>()
                 .join(",")
         }) {
-            f.fields.insert("alertIds".into(), ids);
+            f.fields.insert("alertIds", ids);
         }
         Ok(f)
     }

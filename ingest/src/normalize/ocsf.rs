@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::identity::IdentityKeys;
 use super::json::{checked_time, path, scalar_text, strings, text};
-use super::{Format, NormalizeError, Normalizer, attack};
+use super::{Format, NormalizeError, Normalizer, Shape, attack};
 use crate::schema::{Finding, Severity};
 
 const FORMAT: &str = "ocsf";
@@ -65,9 +65,8 @@ impl Normalizer for OcsfNormalizer {
         Format::Ocsf
     }
 
-    fn recognises(&self, r: &Map<String, Value>) -> bool {
-        r.get("class_uid").is_some_and(Value::is_number)
-            && r.get("metadata").is_some_and(Value::is_object)
+    fn recognises(&self, r: &dyn Shape) -> bool {
+        r.is_number_at("class_uid") && r.is_object_at("metadata")
     }
 
     fn normalize(&self, r: &Map<String, Value>, raw: &str) -> Result<Finding, NormalizeError> {
@@ -206,7 +205,7 @@ impl Normalizer for OcsfNormalizer {
         if let Some(unmapped) = path(r, &["unmapped"]).and_then(Value::as_object) {
             for (k, v) in unmapped {
                 if let Some(s) = scalar_text(v) {
-                    f.fields.insert(k.clone(), s);
+                    f.fields.insert(k, s);
                 }
             }
         }
@@ -217,7 +216,7 @@ impl Normalizer for OcsfNormalizer {
             ("compliance.status", &["compliance", "status"]),
         ] {
             if let Some(v) = text(r, keys) {
-                f.fields.insert(name.to_string(), v);
+                f.fields.insert(name, v);
             }
         }
         Ok(f)

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::arm_alert::SENTINEL_SOURCE;
 use super::json::{first_time, path, scalar_text, strings, text};
-use super::{CLASS_INCIDENT_FINDING, Format, NormalizeError, Normalizer, attack};
+use super::{CLASS_INCIDENT_FINDING, Format, NormalizeError, Normalizer, Shape, attack};
 use crate::schema::{Finding, Severity};
 
 const FORMAT: &str = "sentinel_incident";
@@ -17,11 +17,10 @@ impl Normalizer for SentinelIncidentNormalizer {
         Format::SentinelIncident
     }
 
-    fn recognises(&self, r: &Map<String, Value>) -> bool {
-        r.get("type")
-            .and_then(Value::as_str)
+    fn recognises(&self, r: &dyn Shape) -> bool {
+        r.str_at("type")
             .is_some_and(|t| t.eq_ignore_ascii_case("Microsoft.SecurityInsights/incidents"))
-            && r.get("properties").is_some_and(Value::is_object)
+            && r.is_object_at("properties")
     }
 
     fn normalize(&self, r: &Map<String, Value>, raw: &str) -> Result<Finding, NormalizeError> {
@@ -106,11 +105,11 @@ impl Normalizer for SentinelIncidentNormalizer {
             ("providerIncidentId", &["providerIncidentId"]),
         ] {
             if let Some(v) = path(p, keys).and_then(scalar_text) {
-                f.fields.insert(k.to_string(), v);
+                f.fields.insert(k, v);
             }
         }
         if !id.is_empty() {
-            f.fields.insert("armId".into(), id);
+            f.fields.insert("armId", id);
         }
         Ok(f)
     }

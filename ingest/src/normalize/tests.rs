@@ -21,7 +21,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use crate::reader::{maybe_gunzip, read_evtx, read_records};
 use crate::schema::{Finding, to_record_batch};
 
-use super::normalize;
+use super::{normalize, normalize_json};
 
 fn testdata(dir: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -74,12 +74,20 @@ struct Normalized {
 }
 
 impl Normalized {
-    fn push(&mut self, r: crate::reader::RawRecord) {
-        match r
-            .value
-            .map_err(|(e, _)| e)
-            .and_then(|rec| normalize(&rec.value, &rec.raw).map_err(|e| e.to_string()))
-        {
+    /// Normalizes through the borrowed tree (what files and Kafka use) and checks that the
+    /// `serde_json::Value` entry point (what API sources use) gives the same finding.
+    fn push(&mut self, r: crate::reader::RawRecord<'_>) {
+        match r.value.map_err(|(e, _)| e).and_then(|rec| {
+            let borrowed = normalize_json(&rec.json, rec.raw);
+            let value: serde_json::Value = serde_json::from_str(rec.raw).expect("valid JSON");
+            let from_value = normalize(&value, rec.raw);
+            assert_eq!(
+                borrowed, from_value,
+                "{}: the two entry points differ",
+                r.location
+            );
+            borrowed.map_err(|e| e.to_string())
+        }) {
             Ok(f) => {
                 self.findings.push(f);
                 self.locations.push(r.location);
@@ -250,7 +258,7 @@ fn summarise(normalized: &Normalized) -> String {
     }
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
     for (i, f) in normalized.findings.iter().enumerate() {
-        let channel = f.fields.get("Channel").cloned().unwrap_or_default();
+        let channel = f.fields.get("Channel").unwrap_or_default().to_string();
         let id = f.event_code.clone().unwrap_or_default();
         let g = groups.entry((channel, id)).or_default();
         g.count += 1;

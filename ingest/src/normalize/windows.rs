@@ -13,14 +13,16 @@
 //! subject that requested it; for account and group changes the `actor` made the change to
 //! the `user` (or group member).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::identity::IdentityKeys;
-use super::json::{checked_time, meaningful, path, scalar_text, text, truncate};
-use super::{Format, NormalizeError, Normalizer};
+use super::json::{checked_time, truncate};
+use super::{Format, NormalizeError, Normalizer, Shape};
+use crate::fields::Fields;
+use crate::json::{Json, Object};
 use crate::schema::{
     CLASS_ACCOUNT_CHANGE, CLASS_AUTHENTICATION, CLASS_AUTHORIZE_SESSION, CLASS_BASE_EVENT,
     CLASS_ENTITY_MANAGEMENT, CLASS_FILE_ACTIVITY, CLASS_GROUP_MANAGEMENT, CLASS_NETWORK_ACTIVITY,
@@ -32,18 +34,21 @@ const FORMAT: &str = "windows_event";
 pub const SOURCE: &str = "ad.windows";
 
 /// Normalizes Windows event log records (Security channel and others) in any JSON shape.
+///
+/// It reads the borrowed [`Json`] tree (Windows events are most of the volume, and their many
+/// short fields are what a `serde_json::Value` is slowest at); a `Value` is read through it.
 pub struct WindowsEventNormalizer;
 
 /// The parts of a Windows event that every shape carries, gathered in one place.
-struct WinEvent {
+struct WinEvent<'a> {
     event_id: u32,
-    channel: Option<String>,
-    provider: Option<String>,
-    computer: Option<String>,
-    record_id: Option<String>,
+    channel: Option<Cow<'a, str>>,
+    provider: Option<Cow<'a, str>>,
+    computer: Option<Cow<'a, str>>,
+    record_id: Option<Cow<'a, str>>,
     time: DateTime<Utc>,
-    keywords: Option<String>,
-    data: BTreeMap<String, String>,
+    keywords: Option<Cow<'a, str>>,
+    data: Fields,
 }
 
 impl Normalizer for WindowsEventNormalizer {
@@ -51,10 +56,10 @@ impl Normalizer for WindowsEventNormalizer {
         Format::WindowsEvent
     }
 
-    fn recognises(&self, r: &Map<String, Value>) -> bool {
-        path(r, &["Event", "System"]).is_some()
-            || path(r, &["winlog", "event_id"]).is_some()
-            || (r.contains_key("EventID")
+    fn recognises(&self, r: &dyn Shape) -> bool {
+        r.has_path(&["Event", "System"])
+            || r.has_path(&["winlog", "event_id"])
+            || (r.has("EventID")
                 && [
                     "Channel",
                     "SourceName",
@@ -63,19 +68,31 @@ impl Normalizer for WindowsEventNormalizer {
                     "Hostname",
                 ]
                 .iter()
-                .any(|k| r.contains_key(*k)))
+                .any(|k| r.has(k)))
     }
 
     fn normalize(&self, r: &Map<String, Value>, raw: &str) -> Result<Finding, NormalizeError> {
-        let ev = if path(r, &["Event", "System"]).is_some() {
-            from_evtx_json(r)?
-        } else if path(r, &["winlog", "event_id"]).is_some() {
-            from_winlogbeat(r)?
-        } else {
-            from_flat(r)?
-        };
-        Ok(to_finding(ev, raw.to_string()))
+        read_event(&Object::from_map(r), raw)
     }
+
+    fn normalize_borrowed(
+        &self,
+        r: &Object<'_>,
+        raw: &str,
+    ) -> Option<Result<Finding, NormalizeError>> {
+        Some(read_event(r, raw))
+    }
+}
+
+fn read_event(r: &Object<'_>, raw: &str) -> Result<Finding, NormalizeError> {
+    let ev = if r.path(&["Event", "System"]).is_some() {
+        from_evtx_json(r)?
+    } else if r.path(&["winlog", "event_id"]).is_some() {
+        from_winlogbeat(r)?
+    } else {
+        from_flat(r)?
+    };
+    Ok(to_finding(ev, raw))
 }
 
 fn invalid(field: &'static str, value: &str, reason: &str) -> NormalizeError {
@@ -87,14 +104,14 @@ fn invalid(field: &'static str, value: &str, reason: &str) -> NormalizeError {
     }
 }
 
-fn parse_event_id(v: Option<&Value>, field: &'static str) -> Result<u32, NormalizeError> {
+fn parse_event_id(v: Option<&Json<'_>>, field: &'static str) -> Result<u32, NormalizeError> {
     // evtx writes `{"#attributes": {"Qualifiers": ..}, "#text": 4624}` when qualifiers exist.
     let v = match v {
-        Some(Value::Object(o)) => o.get("#text"),
+        Some(Json::Object(o)) => o.get("#text"),
         other => other,
     };
     let raw = v
-        .and_then(scalar_text)
+        .and_then(Json::scalar_text)
         .ok_or(NormalizeError::MissingField {
             format: FORMAT,
             field,
@@ -105,7 +122,7 @@ fn parse_event_id(v: Option<&Value>, field: &'static str) -> Result<u32, Normali
 }
 
 fn parse_required_time(
-    raw: Option<String>,
+    raw: Option<Cow<'_, str>>,
     field: &'static str,
 ) -> Result<DateTime<Utc>, NormalizeError> {
     let raw = raw.ok_or(NormalizeError::MissingField {
@@ -116,96 +133,92 @@ fn parse_required_time(
 }
 
 /// Flattens `EventData`/`UserData` values to strings: scalars as text, nested values as JSON.
-fn flatten_into(out: &mut BTreeMap<String, String>, data: &Map<String, Value>) {
-    for (k, v) in data {
+fn flatten_into(out: &mut Fields, data: &Object<'_>) {
+    for (k, v) in data.iter() {
         if k.starts_with('#') {
             continue;
         }
+        // A repeated key's last occurrence decides, as in a `serde_json` map: a later null
+        // removes an earlier value.
         match v {
-            Value::Null => {}
-            Value::Object(inner) if !inner.is_empty() && !inner.contains_key("#text") => {
+            Json::Object(inner) if !inner.is_empty() && !inner.contains_key("#text") => {
                 flatten_into(out, inner)
             }
-            Value::Object(inner) => {
-                if let Some(t) = inner.get("#text").and_then(scalar_text) {
-                    out.insert(k.clone(), t);
-                }
-            }
-            Value::Array(_) => {
-                out.insert(k.clone(), v.to_string());
-            }
-            other => {
-                if let Some(t) = scalar_text(other) {
-                    out.insert(k.clone(), t);
-                } else if let Value::String(s) = other {
-                    out.insert(k.clone(), s.clone());
-                }
-            }
+            Json::Object(inner) => match inner.get("#text").and_then(Json::scalar_text) {
+                Some(t) => out.insert(k, t),
+                None => out.remove(k),
+            },
+            Json::Array(_) => out.insert(k, v.to_value().to_string()),
+            Json::String(s) => out.insert(k, s),
+            other => match other.scalar_text() {
+                Some(t) => out.insert(k, t),
+                None => out.remove(k),
+            },
         }
     }
 }
 
-fn from_evtx_json(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
-    let event =
-        path(r, &["Event"])
-            .and_then(Value::as_object)
-            .ok_or(NormalizeError::MissingField {
-                format: FORMAT,
-                field: "Event",
-            })?;
-    let system = path(event, &["System"]).and_then(Value::as_object).ok_or(
-        NormalizeError::MissingField {
+fn object<'r, 'a>(
+    r: &'r Object<'a>,
+    keys: &[&str],
+    field: &'static str,
+) -> Result<&'r Object<'a>, NormalizeError> {
+    r.path(keys)
+        .and_then(Json::as_object)
+        .ok_or(NormalizeError::MissingField {
             format: FORMAT,
-            field: "Event.System",
-        },
-    )?;
-    let mut data = BTreeMap::new();
+            field,
+        })
+}
+
+fn from_evtx_json<'r>(r: &'r Object<'_>) -> Result<WinEvent<'r>, NormalizeError> {
+    let event = object(r, &["Event"], "Event")?;
+    let system = object(event, &["System"], "Event.System")?;
+    let mut data = Fields::with_capacity(32, 1024);
     for section in ["EventData", "UserData"] {
-        if let Some(d) = event.get(section).and_then(Value::as_object) {
+        if let Some(d) = event.get(section).and_then(Json::as_object) {
             flatten_into(&mut data, d);
         }
     }
     Ok(WinEvent {
         event_id: parse_event_id(system.get("EventID"), "Event.System.EventID")?,
-        channel: text(system, &["Channel"]),
-        provider: text(system, &["Provider", "#attributes", "Name"]),
-        computer: text(system, &["Computer"]),
-        record_id: text(system, &["EventRecordID"]),
+        channel: system.text(&["Channel"]),
+        provider: system.text(&["Provider", "#attributes", "Name"]),
+        computer: system.text(&["Computer"]),
+        record_id: system.text(&["EventRecordID"]),
         time: parse_required_time(
-            text(system, &["TimeCreated", "#attributes", "SystemTime"]),
+            system.text(&["TimeCreated", "#attributes", "SystemTime"]),
             "Event.System.TimeCreated.SystemTime",
         )?,
-        keywords: text(system, &["Keywords"]),
+        keywords: system.text(&["Keywords"]),
         data,
     })
 }
 
-fn from_winlogbeat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
-    let w =
-        path(r, &["winlog"])
-            .and_then(Value::as_object)
-            .ok_or(NormalizeError::MissingField {
-                format: FORMAT,
-                field: "winlog",
-            })?;
-    let mut data = BTreeMap::new();
+fn from_winlogbeat<'r>(r: &'r Object<'_>) -> Result<WinEvent<'r>, NormalizeError> {
+    let w = object(r, &["winlog"], "winlog")?;
+    let mut data = Fields::with_capacity(32, 1024);
     for section in ["event_data", "user_data"] {
-        if let Some(d) = w.get(section).and_then(Value::as_object) {
+        if let Some(d) = w.get(section).and_then(Json::as_object) {
             flatten_into(&mut data, d);
         }
     }
     Ok(WinEvent {
         event_id: parse_event_id(w.get("event_id"), "winlog.event_id")?,
-        channel: text(w, &["channel"]),
-        provider: text(w, &["provider_name"]),
-        computer: text(w, &["computer_name"]).or_else(|| text(r, &["host", "name"])),
-        record_id: text(w, &["record_id"]),
-        time: parse_required_time(text(r, &["@timestamp"]), "@timestamp")?,
-        keywords: w.get("keywords").and_then(Value::as_array).map(|k| {
-            k.iter()
-                .filter_map(scalar_text)
-                .collect::<Vec<_>>()
-                .join(", ")
+        channel: w.text(&["channel"]),
+        provider: w.text(&["provider_name"]),
+        computer: w
+            .text(&["computer_name"])
+            .or_else(|| r.text(&["host", "name"])),
+        record_id: w.text(&["record_id"]),
+        time: parse_required_time(r.text(&["@timestamp"]), "@timestamp")?,
+        keywords: w.get("keywords").and_then(Json::as_array).map(|k| {
+            Cow::Owned(
+                k.iter()
+                    .filter_map(Json::scalar_text)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
         }),
         data,
     })
@@ -214,7 +227,7 @@ fn from_winlogbeat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
 /// Envelope keys of flat exporters that are not event data.
 const FLAT_ENVELOPE: &[&str] = &["Message", "@version", "tags", "host", "port", "Keywords"];
 
-fn from_flat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
+fn from_flat<'r>(r: &'r Object<'_>) -> Result<WinEvent<'r>, NormalizeError> {
     let time_raw = [
         "@timestamp",
         "TimeGenerated",
@@ -223,14 +236,14 @@ fn from_flat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
         "timestamp",
     ]
     .iter()
-    .find_map(|k| text(r, &[k]));
-    let mut data = BTreeMap::new();
-    for (k, v) in r {
-        if FLAT_ENVELOPE.contains(&k.as_str()) {
+    .find_map(|k| r.text(&[k]));
+    let mut data = Fields::with_capacity(r.len(), 2048);
+    for (k, v) in r.iter() {
+        if FLAT_ENVELOPE.contains(&k) {
             continue;
         }
         if k == "EventData"
-            && let Value::String(xml) = v
+            && let Json::String(xml) = v
             && xml.trim_start().starts_with('<')
         {
             // Log Analytics keeps the parsed columns it knows beside the XML; the XML has all.
@@ -239,20 +252,25 @@ fn from_flat(r: &Map<String, Value>) -> Result<WinEvent, NormalizeError> {
             }
             continue;
         }
-        if let Some(t) = scalar_text(v) {
-            data.insert(k.clone(), t);
+        match v.scalar_text() {
+            Some(t) => data.insert(k, t),
+            // A repeated key's last occurrence decides, as in a `serde_json` map.
+            None => data.remove(k),
         }
     }
     Ok(WinEvent {
         event_id: parse_event_id(r.get("EventID"), "EventID")?,
-        channel: text(r, &["Channel"]),
-        provider: text(r, &["SourceName"])
-            .or_else(|| text(r, &["ProviderName"]))
-            .or_else(|| text(r, &["EventSourceName"])),
-        computer: text(r, &["Computer"]).or_else(|| text(r, &["Hostname"])),
-        record_id: text(r, &["EventRecordID"]).or_else(|| text(r, &["RecordNumber"])),
+        channel: r.text(&["Channel"]),
+        provider: r
+            .text(&["SourceName"])
+            .or_else(|| r.text(&["ProviderName"]))
+            .or_else(|| r.text(&["EventSourceName"])),
+        computer: r.text(&["Computer"]).or_else(|| r.text(&["Hostname"])),
+        record_id: r
+            .text(&["EventRecordID"])
+            .or_else(|| r.text(&["RecordNumber"])),
         time: parse_required_time(time_raw, "@timestamp")?,
-        keywords: text(r, &["Keywords"]),
+        keywords: r.text(&["Keywords"]),
         data,
     })
 }
@@ -515,7 +533,7 @@ fn severity(ev: &WinEvent) -> Severity {
     let failed_status = ev
         .data
         .get("Status")
-        .is_some_and(|s| !matches!(s.as_str(), "0x0" | "0" | "-"));
+        .is_some_and(|s| !matches!(s, "0x0" | "0" | "-"));
     let audit_failure = ev.keywords.as_deref().is_some_and(is_audit_failure)
         || ev
             .data
@@ -555,9 +573,16 @@ struct Principal {
     uid: Option<String>,
 }
 
-impl WinEvent {
+impl WinEvent<'_> {
+    /// A field's value, unless blank or `-` (Windows' "no value").
     fn get(&self, key: &str) -> Option<String> {
-        meaningful(self.data.get(key).cloned())
+        self.data
+            .get(key)
+            .filter(|v| {
+                let t = v.trim();
+                !t.is_empty() && t != "-"
+            })
+            .map(str::to_string)
     }
 
     fn principal(&self, name: &str, domain: &str, sid: &[&str]) -> Principal {
@@ -593,9 +618,9 @@ fn clean_ip(ip: Option<String>) -> Option<String> {
     }
 }
 
-fn to_finding(ev: WinEvent, raw: String) -> Finding {
+fn to_finding(ev: WinEvent<'_>, raw: &str) -> Finding {
     let computer = ev.computer.as_ref().map(|c| c.to_lowercase());
-    let channel = ev.channel.clone().unwrap_or_else(|| "Security".into());
+    let channel = ev.channel.clone().unwrap_or(Cow::Borrowed("Security"));
     // Event ids are per provider: 1102 or 4624 mean something else outside the Security log.
     let (class_uid, description) = if channel.eq_ignore_ascii_case("Security") {
         describe(ev.event_id)
@@ -610,8 +635,8 @@ fn to_finding(ev: WinEvent, raw: String) -> Finding {
             format!("sha256:{}", hex::encode(Sha256::digest(raw.as_bytes())))
         }
     };
-    let mut f = Finding::new(SOURCE, uid, class_uid, ev.time, raw);
-    f.product = ev.provider.clone();
+    let mut f = Finding::new(SOURCE, uid, class_uid, ev.time, raw.to_string());
+    f.product = ev.provider.as_deref().map(str::to_string);
     f.event_code = Some(ev.event_id.to_string());
     f.set_severity(severity(&ev));
     f.title = Some(match description {
@@ -669,21 +694,18 @@ fn to_finding(ev: WinEvent, raw: String) -> Finding {
     );
 
     f.fields = ev.data;
-    for v in f.fields.values_mut() {
-        if let Some(g) = canonical_guid(v) {
-            *v = g;
-        }
-    }
-    f.fields.insert("EventID".into(), ev.event_id.to_string());
-    f.fields.insert("Channel".into(), channel);
+    f.fields.rewrite_values(canonical_guid);
+    f.fields
+        .insert("EventID", f.event_code.as_deref().unwrap_or_default());
+    f.fields.insert("Channel", channel);
     if let Some(c) = ev.computer {
-        f.fields.insert("Computer".into(), c);
+        f.fields.insert("Computer", c);
     }
     if let Some(p) = ev.provider {
-        f.fields.insert("Provider_Name".into(), p);
+        f.fields.insert("Provider_Name", p);
     }
     if let Some(r) = ev.record_id {
-        f.fields.insert("EventRecordID".into(), r);
+        f.fields.insert("EventRecordID", r);
     }
     f
 }
@@ -704,8 +726,11 @@ fn canonical_guid(v: &str) -> Option<String> {
                 c.is_ascii_hexdigit()
             }
         });
+    if !is_guid {
+        return None;
+    }
     let canonical = format!("{{{}}}", inner.to_ascii_uppercase());
-    (is_guid && canonical != v).then_some(canonical)
+    (canonical != v).then_some(canonical)
 }
 
 fn set_actor(f: &mut Finding, p: &Principal) {

@@ -24,7 +24,7 @@ pub use config::FileSourceConfig;
 
 use crate::dead_letter::DeadLetter;
 use crate::error::{IngestError, Result};
-use crate::normalize::normalize;
+use crate::normalize::normalize_json;
 use crate::reader::{EVTX_MAGIC, RawRecord, maybe_gunzip, read_evtx, read_records};
 use crate::source::{Page, Source};
 
@@ -166,10 +166,10 @@ struct PageFill {
 }
 
 impl PageFill {
-    fn push(&mut self, record: RawRecord) {
+    fn push(&mut self, record: RawRecord<'_>) {
         let RawRecord { location, value } = record;
         match value {
-            Ok(record) => match normalize(&record.value, &record.raw) {
+            Ok(record) => match normalize_json(&record.json, record.raw) {
                 Ok(mut f) => {
                     f.ingested_at = Utc::now();
                     self.page.findings.push(f);

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::dead_letter::DeadLetter;
 use crate::duration::serde_duration;
 use crate::error::{IngestError, Result};
-use crate::normalize::normalize;
+use crate::normalize::normalize_json;
 use crate::reader::split_document;
 use crate::source::{Page, Source};
 
@@ -274,7 +274,7 @@ impl KafkaSource {
                         } else {
                             at.clone()
                         };
-                        match normalize(&r.value, &r.raw) {
+                        match normalize_json(&r.json, r.raw) {
                             Ok(mut f) => {
                                 f.ingested_at = Utc::now();
                                 page.findings.push(f);
