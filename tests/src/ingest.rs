@@ -107,7 +107,7 @@ fn ingesting_the_same_input_twice_creates_nothing_new() {
     assert!(first.status.success(), "{}", stdout(&first));
     let after_first = snapshot(&db);
     assert_eq!(after_first.0.len(), 2, "{:#?}", after_first.0);
-    assert_eq!((after_first.1.findings, after_first.1.detections), (160, 8));
+    assert_eq!((after_first.1.findings, after_first.1.detections), (160, 9));
 
     let second = run(dir.path(), &["ingest", inputs]);
     let text = stdout(&second);
@@ -187,7 +187,7 @@ fn records_arriving_in_several_batches_give_the_same_incidents() {
         assert_eq!(structure(&db), expected, "order {order:?}");
         let (_, counts) = snapshot(&db);
         assert_eq!(
-            counts.detections, 8,
+            counts.detections, 9,
             "order {order:?}: no detection duplicated when identities joined"
         );
     }
