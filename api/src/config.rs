@@ -6,6 +6,7 @@
 //!
 //! [correlate]
 //! window = "24h"
+//! lateness = "1h"
 //! merge_window = "24h"
 //!
 //! [rules]
@@ -75,6 +76,8 @@ pub struct StoreSection {
 pub struct CorrelateSection {
     /// Event-time span of the correlation window (`24h`).
     pub window: Option<String>,
+    /// How late a record may arrive and still correlate fully (`1h`).
+    pub lateness: Option<String>,
     /// How far apart detections may be and still merge (`24h`).
     pub merge_window: Option<String>,
 }
@@ -167,6 +170,7 @@ impl Config {
                 }
             };
         c.window = parse("window", &self.correlate.window, c.window)?;
+        c.lateness = parse("lateness", &self.correlate.lateness, c.lateness)?;
         c.merge_window = parse("merge_window", &self.correlate.merge_window, c.merge_window)?;
         Ok(c)
     }

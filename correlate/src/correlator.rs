@@ -25,6 +25,10 @@ use crate::store::{Detection, IdentityUpdate, Store, detection_id};
 pub struct CorrelateConfig {
     /// Event-time span kept in the `findings` table, back from the newest finding.
     pub window: Duration,
+    /// How far behind the newest finding a record may arrive and still correlate with
+    /// everything its rules' windows reach: the table holds `window + lateness` of event time.
+    /// A record later than that correlates only with what is still in the table.
+    pub lateness: Duration,
     /// How far apart two detections may be and still merge into one incident.
     pub merge_window: Duration,
 }
@@ -33,6 +37,7 @@ impl Default for CorrelateConfig {
     fn default() -> Self {
         CorrelateConfig {
             window: Duration::from_secs(24 * 3600),
+            lateness: Duration::from_secs(3600),
             merge_window: Duration::from_secs(24 * 3600),
         }
     }
@@ -47,6 +52,8 @@ pub struct PassReport {
     pub window_end: Option<DateTime<Utc>>,
     /// Findings in the window.
     pub findings: usize,
+    /// Bytes of memory the window's Arrow table takes (all columns, `raw` included).
+    pub window_bytes: usize,
     /// Findings whose resolved identity changed.
     pub identities_changed: usize,
     /// Joins refused because records named two different accounts (SIDs, GUIDs, Entra ids)
@@ -215,7 +222,7 @@ pub async fn run_pass(
     // dragging the window past all real data.
     let watermark = newest.min(Utc::now() + chrono::Duration::hours(1));
     let longest_rule = rules.rules().map(|r| r.window).max().unwrap_or_default();
-    let span = chrono::Duration::from_std(config.window.max(longest_rule))
+    let span = chrono::Duration::from_std(config.window.max(longest_rule) + config.lateness)
         .map_err(|e| CorrelateError::Config(format!("window too large: {e}")))?;
     let since = watermark
         .checked_sub_signed(span)
@@ -229,6 +236,7 @@ pub async fn run_pass(
 
     let batch = to_record_batch(&findings)
         .map_err(|e| CorrelateError::Internal(format!("cannot build the window batch: {e}")))?;
+    report.window_bytes = batch.get_array_memory_size();
     let engine = Engine::new(vec![batch])?;
     engine.set_identities(&identities.keys, &identities.directory)?;
     let mut found: HashMap<String, Detection> = HashMap::new();

@@ -17,6 +17,8 @@ mod pack_tests;
 pub mod pipeline;
 pub mod rule_tests;
 pub mod store;
+#[cfg(test)]
+mod stream_tests;
 
 pub use correlator::{CorrelateConfig, PassReport, run_pass};
 pub use error::{CorrelateError, Result};

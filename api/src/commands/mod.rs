@@ -299,8 +299,15 @@ fn print_pass(p: &PassReport) {
         ),
         _ => String::new(),
     };
+    let memory = match p.window_bytes.checked_div(p.findings) {
+        Some(per_finding) => format!(
+            " ({:.1} MB, {per_finding} B per finding)",
+            p.window_bytes as f64 / 1e6
+        ),
+        None => String::new(),
+    };
     println!(
-        "Correlated {} findings{span} with {} rules: {} detections new, {} updated; {} incidents new, {} updated",
+        "Correlated {} findings{memory}{span} with {} rules: {} detections new, {} updated; {} incidents new, {} updated",
         p.findings,
         p.rules,
         p.detections_new,
