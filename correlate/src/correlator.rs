@@ -52,7 +52,8 @@ pub struct PassReport {
     pub window_end: Option<DateTime<Utc>>,
     /// Findings in the window.
     pub findings: usize,
-    /// Bytes of memory the window's Arrow table takes (all columns, `raw` included).
+    /// Bytes the window's Arrow table has allocated (all columns, `raw` included; builders
+    /// round up, so small windows look larger per finding). Query-time memory is not counted.
     pub window_bytes: usize,
     /// Findings whose resolved identity changed.
     pub identities_changed: usize,

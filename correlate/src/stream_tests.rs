@@ -2,9 +2,10 @@
 //! correlation pass after each, must leave the same detections as one pass over all of them,
 //! with the full built-in pack.
 //!
-//! Records span 30 hours, more than the 24-hour window, and arrive shuffled, so some arrive up
-//! to 30 hours behind the newest: with a lateness of 12 hours every one of them still meets
-//! everything its rules' windows reach. Random streams come from a seeded generator (people,
+//! Records span 60 hours, more than the longest rule window (48 hours), and arrive shuffled, so
+//! some arrive up to 60 hours behind the newest: with a lateness of 12 hours every one of them
+//! still meets everything its rules' windows reach, and with one hour some do not (the
+//! control). Random streams come from a seeded generator (people,
 //! addresses and hosts shared across AD, Entra ID, Defender and Security Hub records), so
 //! every run checks the same cases and a failure names the seed that shows it.
 
@@ -40,7 +41,9 @@ impl Rng {
 }
 
 /// Event times spread over this many hours (see the module docs).
-const SPAN_HOURS: usize = 30;
+const SPAN_HOURS: usize = 60;
+/// Lateness of the runs compared: the longest rule window (48 h) + lateness covers the span.
+const LATENESS_HOURS: u64 = 12;
 
 const PEOPLE: &[&str] = &["ann@x.example", "ben@x.example", "cid@x.example"];
 const ADDRESSES: &[&str] = &["198.51.100.7", "203.0.113.9", "10.0.0.5"];
@@ -93,40 +96,50 @@ fn record(rng: &mut Rng, n: usize) -> Finding {
     f
 }
 
-/// What a run leaves: every detection as (rule, entity, evidence).
-type Outcome = BTreeSet<(String, String, Vec<String>)>;
+/// What a run leaves: every detection as (rule, entity, evidence), sorted; a duplicated
+/// detection shows as a repeated entry.
+type Outcome = Vec<(String, String, Vec<String>)>;
 
 async fn outcome(store: &SqliteStore) -> Outcome {
-    let page = store
-        .incidents(&IncidentFilter {
-            limit: 200,
-            ..Default::default()
-        })
-        .await
-        .expect("incidents");
     let mut out = Outcome::new();
-    for inc in page.items {
-        let detail = store
-            .incident(&inc.id)
+    let mut before_number = None;
+    loop {
+        let page = store
+            .incidents(&IncidentFilter {
+                limit: 200,
+                before_number,
+                ..Default::default()
+            })
             .await
-            .expect("detail")
-            .expect("incident");
-        for d in detail.detections {
-            let mut uids = d.finding_uids.clone();
-            uids.sort();
-            out.insert((d.rule_id, d.entity_key, uids));
+            .expect("incidents");
+        for inc in &page.items {
+            let detail = store
+                .incident(&inc.id)
+                .await
+                .expect("detail")
+                .expect("incident");
+            for d in detail.detections {
+                let mut uids = d.finding_uids.clone();
+                uids.sort();
+                out.push((d.rule_id, d.entity_key, uids));
+            }
+        }
+        match page.next {
+            Some(n) => before_number = Some(n),
+            None => break,
         }
     }
+    out.sort();
     out
 }
 
-async fn run(pages: Vec<Vec<Finding>>, rules: &RuleSet) -> Outcome {
+async fn run(pages: Vec<Vec<Finding>>, rules: &RuleSet, lateness_hours: u64) -> Outcome {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(&dir.path().join("c.db"))
         .await
         .expect("store");
     let config = CorrelateConfig {
-        lateness: std::time::Duration::from_secs(12 * 3600),
+        lateness: std::time::Duration::from_secs(lateness_hours.max(1) * 3600),
         ..CorrelateConfig::default()
     };
     for findings in pages {
@@ -149,12 +162,14 @@ async fn run(pages: Vec<Vec<Finding>>, rules: &RuleSet) -> Outcome {
 #[tokio::test]
 async fn shuffled_pages_with_a_pass_after_each_give_the_same_detections_as_one_pass() {
     let rules = RuleSet::builtin().await.expect("rules");
-    let mut fired = 0;
+    let mut rules_fired = BTreeSet::new();
+    let mut differ_without_lateness = 0;
     for seed in 1..=8u64 {
         let mut rng = Rng(seed);
-        let all: Vec<Finding> = (0..70).map(|n| record(&mut rng, n)).collect();
-        let whole = run(vec![all.clone()], &rules).await;
-        fired += whole.len();
+        let all: Vec<Finding> = (0..90).map(|n| record(&mut rng, n)).collect();
+        let whole = run(vec![all.clone()], &rules, LATENESS_HOURS).await;
+        assert!(!whole.is_empty(), "seed {seed}: nothing fired");
+        rules_fired.extend(whole.iter().map(|(rule, _, _)| rule.clone()));
 
         // Shuffle (Fisher–Yates), then cut into 2–6 pages at random points.
         let mut shuffled = all;
@@ -170,12 +185,31 @@ async fn shuffled_pages_with_a_pass_after_each_give_the_same_detections_as_one_p
             paged.push(shuffled[start..cut.max(start)].to_vec());
             start = cut.max(start);
         }
-        let streamed = run(paged, &rules).await;
+        let streamed = run(paged.clone(), &rules, LATENESS_HOURS).await;
         assert_eq!(
             streamed, whole,
             "seed {seed}: detections differ between shuffled pages and one pass"
         );
+        // The control: with (almost) no lateness, records that arrive over a day late miss
+        // partners that already left the table, so some seed must differ.
+        if run(paged, &rules, 0).await != whole {
+            differ_without_lateness += 1;
+        }
     }
-    // The generator must exercise the pack, or the comparison proves nothing.
-    assert!(fired >= 8, "only {fired} detections over all seeds");
+    // The generator must exercise the pack, or the comparison proves little.
+    for rule in [
+        "cairn.risk.identity_risk_score",
+        "cairn.cross_cloud.failed_logons_and_cloud_detection_from_one_ip",
+        "cairn.cross_cloud.identity_in_aws_and_microsoft",
+        "cairn.cross_cloud.audit_log_cleared_on_host_with_microsoft_alert",
+    ] {
+        assert!(
+            rules_fired.contains(rule),
+            "{rule} never fired: {rules_fired:?}"
+        );
+    }
+    assert!(
+        differ_without_lateness > 0,
+        "no seed needed the lateness: the streams do not test it"
+    );
 }
