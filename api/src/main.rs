@@ -68,6 +68,22 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Re-run stored history (the archive and the store) into a new store, page by page with
+    /// a correlation pass after each as a live run does, and print its incidents.
+    Replay {
+        /// Start of event time (RFC 3339, e.g. 2026-11-15T00:00:00Z); default: the oldest.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// End of event time, exclusive (RFC 3339); default: no end.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Folder of the new store; it must not hold findings yet.
+        #[arg(long)]
+        into: PathBuf,
+        /// Findings per page.
+        #[arg(long, default_value_t = 1000)]
+        page_size: usize,
+    },
     /// Inspect the rules in force.
     Rules {
         #[command(subcommand)]

@@ -52,6 +52,8 @@ pub struct PassReport {
     pub window_end: Option<DateTime<Utc>>,
     /// Findings in the window.
     pub findings: usize,
+    /// Findings moved to the archive because they are older than the window.
+    pub archived: usize,
     /// Bytes the window's Arrow table has allocated (all columns, `raw` included; builders
     /// round up, so small windows look larger per finding). Query-time memory is not counted.
     pub window_bytes: usize,
@@ -230,6 +232,8 @@ pub async fn run_pass(
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     report.window_start = Some(since);
     report.window_end = Some(watermark);
+    // What no pass loads any more leaves the hot table.
+    report.archived = store.archive_before(since).await?;
 
     let mut findings: Vec<Finding> = store.findings_since(since).await?;
     report.findings = findings.len();

@@ -15,6 +15,9 @@ pub enum CorrelateError {
         #[source]
         source: sqlx::Error,
     },
+    /// The findings archive could not be written or read; the message names the file.
+    #[error("findings archive: {0}")]
+    Archive(String),
     /// Schema migration failed.
     #[error("store migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),

@@ -7,6 +7,7 @@
 //! - [`store`] persists it all ([`store::sqlite::SqliteStore`] is the embedded default);
 //! - [`rule_tests`] runs rules' inline tests on the same engine (`cairn rules test`).
 
+pub mod archive;
 pub mod correlator;
 pub mod engine;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod merge;
 #[cfg(test)]
 mod pack_tests;
 pub mod pipeline;
+pub mod replay;
 pub mod rule_tests;
 pub mod store;
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{IncidentFilter, Store};
 
 /// A small deterministic generator (SplitMix64): no dependency, same stream everywhere.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -49,9 +49,9 @@ const PEOPLE: &[&str] = &["ann@x.example", "ben@x.example", "cid@x.example"];
 const ADDRESSES: &[&str] = &["198.51.100.7", "203.0.113.9", "10.0.0.5"];
 const HOSTS: &[&str] = &["ws1.corp.example", "ws2.corp.example"];
 
-/// One random record of a kind the built-in pack joins on.
-fn record(rng: &mut Rng, n: usize) -> Finding {
-    let at = DateTime::from_timestamp(1_763_280_000 + rng.below(SPAN_HOURS * 3600) as i64, 0)
+/// One random record of a kind the built-in pack joins on, within `span_hours` of the epoch.
+pub(crate) fn record(rng: &mut Rng, n: usize, span_hours: usize) -> Finding {
+    let at = DateTime::from_timestamp(1_763_280_000 + rng.below(span_hours * 3600) as i64, 0)
         .unwrap_or_default();
     let person = rng.pick(PEOPLE);
     let ip = rng.pick(ADDRESSES);
@@ -98,9 +98,9 @@ fn record(rng: &mut Rng, n: usize) -> Finding {
 
 /// What a run leaves: every detection as (rule, entity, evidence), sorted; a duplicated
 /// detection shows as a repeated entry.
-type Outcome = Vec<(String, String, Vec<String>)>;
+pub(crate) type Outcome = Vec<(String, String, Vec<String>)>;
 
-async fn outcome(store: &SqliteStore) -> Outcome {
+pub(crate) async fn outcome(store: &SqliteStore) -> Outcome {
     let mut out = Outcome::new();
     let mut before_number = None;
     loop {
@@ -166,7 +166,7 @@ async fn shuffled_pages_with_a_pass_after_each_give_the_same_detections_as_one_p
     let mut differ_without_lateness = 0;
     for seed in 1..=8u64 {
         let mut rng = Rng(seed);
-        let all: Vec<Finding> = (0..90).map(|n| record(&mut rng, n)).collect();
+        let all: Vec<Finding> = (0..90).map(|n| record(&mut rng, n, SPAN_HOURS)).collect();
         let whole = run(vec![all.clone()], &rules, LATENESS_HOURS).await;
         assert!(!whole.is_empty(), "seed {seed}: nothing fired");
         rules_fired.extend(whole.iter().map(|(rule, _, _)| rule.clone()));

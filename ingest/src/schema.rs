@@ -534,6 +534,149 @@ pub fn to_record_batch(findings: &[Finding]) -> Result<RecordBatch, ArrowError> 
     builder.finish()
 }
 
+/// Reads the rows of a batch of [`finding_schema`] back into findings (the archive's way back
+/// from Parquet); a missing column or one of another type is an error naming it.
+pub fn findings_from_batch(batch: &RecordBatch) -> Result<Vec<Finding>, ArrowError> {
+    use arrow::array::{GenericListArray, MapArray, StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{Int32Type, TimestampMillisecondType};
+
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| ArrowError::SchemaError(format!("no column `{name}`")))
+    };
+    let wrong = |name: &str| ArrowError::SchemaError(format!("column `{name}` has another type"));
+    let text = |name: &str| -> Result<&StringArray, ArrowError> {
+        column(name)?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| wrong(name))
+    };
+    let stamp = |name: &str| -> Result<&TimestampMillisecondArray, ArrowError> {
+        column(name)?
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| wrong(name))
+    };
+    let int = |name: &str| {
+        column(name)?
+            .as_primitive_opt::<Int32Type>()
+            .ok_or_else(|| wrong(name))
+    };
+    let list = |name: &str| -> Result<&GenericListArray<i32>, ArrowError> {
+        column(name)?
+            .as_list_opt::<i32>()
+            .ok_or_else(|| wrong(name))
+    };
+    let opt = |a: &StringArray, row: usize| a.is_valid(row).then(|| a.value(row).to_string());
+    let strings = |a: &GenericListArray<i32>, row: usize| -> Vec<String> {
+        let values = a.value(row);
+        values
+            .as_string_opt::<i32>()
+            .map(|s| s.iter().flatten().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let when = |a: &TimestampMillisecondArray, row: usize| {
+        DateTime::from_timestamp_millis(a.value(row)).unwrap_or_default()
+    };
+
+    let (time, ingested_at, modified_time) = (
+        stamp("time")?,
+        stamp("ingested_at")?,
+        stamp("modified_time")?,
+    );
+    let (class_uid, severity_id) = (int("class_uid")?, int("severity_id")?);
+    let fields: &MapArray = column("fields")?
+        .as_map_opt()
+        .ok_or_else(|| wrong("fields"))?;
+    let names = [
+        "finding_uid",
+        "source",
+        "product",
+        "event_code",
+        "severity",
+        "title",
+        "status",
+        "cloud_provider",
+        "account_uid",
+        "region",
+        "resource_uid",
+        "resource_type",
+        "actor_user",
+        "actor_uid",
+        "actor_domain",
+        "user_name",
+        "user_uid",
+        "user_domain",
+        "group_name",
+        "group_uid",
+        "identity_id",
+        "src_ip",
+        "device_hostname",
+        "raw",
+    ];
+    let t: Vec<&StringArray> = names.iter().map(|n| text(n)).collect::<Result<_, _>>()?;
+    let lists: Vec<&GenericListArray<i32>> = [
+        "identity_keys",
+        "attack_techniques",
+        "attack_tactics",
+        "compliance_controls",
+    ]
+    .iter()
+    .map(|n| list(n))
+    .collect::<Result<_, _>>()?;
+
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let entries = fields.value(row);
+        let keys = entries.column(0).as_string_opt::<i32>();
+        let values = entries.column(1).as_string_opt::<i32>();
+        let mut f = Fields::new();
+        if let (Some(keys), Some(values)) = (keys, values) {
+            for i in 0..keys.len() {
+                if values.is_valid(i) {
+                    f.insert(keys.value(i), values.value(i));
+                }
+            }
+        }
+        out.push(Finding {
+            time: when(time, row),
+            ingested_at: when(ingested_at, row),
+            modified_time: when(modified_time, row),
+            finding_uid: t[0].value(row).to_string(),
+            source: t[1].value(row).to_string(),
+            product: opt(t[2], row),
+            class_uid: class_uid.value(row),
+            event_code: opt(t[3], row),
+            severity_id: severity_id.value(row),
+            severity: t[4].value(row).to_string(),
+            title: opt(t[5], row),
+            status: opt(t[6], row),
+            cloud_provider: opt(t[7], row),
+            account_uid: opt(t[8], row),
+            region: opt(t[9], row),
+            resource_uid: opt(t[10], row),
+            resource_type: opt(t[11], row),
+            actor_user: opt(t[12], row),
+            actor_uid: opt(t[13], row),
+            actor_domain: opt(t[14], row),
+            user_name: opt(t[15], row),
+            user_uid: opt(t[16], row),
+            user_domain: opt(t[17], row),
+            group_name: opt(t[18], row),
+            group_uid: opt(t[19], row),
+            identity_keys: strings(lists[0], row),
+            identity_id: opt(t[20], row),
+            src_ip: opt(t[21], row),
+            device_hostname: opt(t[22], row),
+            attack_techniques: strings(lists[1], row),
+            attack_tactics: strings(lists[2], row),
+            compliance_controls: strings(lists[3], row),
+            fields: f,
+            raw: t[23].value(row).to_string(),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,9 +693,17 @@ mod tests {
         );
         f.fields.insert("LogonType", "3");
         f.attack_tactics.push("TA0006".into());
-        let batch = to_record_batch(&[f.clone(), f]).expect("batch");
+        let mut g = f.clone();
+        g.finding_uid = "dc1/43".into();
+        g.product = Some("Microsoft-Windows-Security-Auditing".into());
+        g.identity_keys = vec!["sid:S-1-5-21-1-2-3-1104".into(), "upn:ann@x.example".into()];
+        g.identity_id = Some("ann@x.example".into());
+        g.src_ip = Some("10.0.0.5".into());
+        g.set_severity(Severity::High);
+        let batch = to_record_batch(&[f.clone(), g.clone()]).expect("batch");
         assert_eq!(batch.num_rows(), 2);
         assert_eq!(batch.schema(), finding_schema());
+        assert_eq!(findings_from_batch(&batch).expect("decode"), vec![f, g]);
     }
 
     #[test]

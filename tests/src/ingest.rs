@@ -192,3 +192,42 @@ fn records_arriving_in_several_batches_give_the_same_incidents() {
         );
     }
 }
+
+#[test]
+fn a_replay_gives_the_incidents_of_the_live_run() {
+    let data = repo_root().join("api/demo/data");
+    let live = tempfile::tempdir().expect("tempdir");
+    for name in [
+        "ad-security-events.jsonl",
+        "securityhub-findings.json",
+        "defender-alerts.json",
+    ] {
+        let file = data.join(name);
+        let out = run(live.path(), &["ingest", file.to_str().expect("utf-8 path")]);
+        assert!(out.status.success(), "{}", stdout(&out));
+    }
+    let into = live.path().join("replayed");
+    let into_arg = into.to_str().expect("utf-8 path");
+    let out = run(
+        live.path(),
+        &["replay", "--into", into_arg, "--page-size", "40"],
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Replayed 160 findings (0 from the archive) in 4 pages"),
+        "{text}"
+    );
+    let expected = structure(&live.path().join("cairn.db"));
+    assert_eq!(structure(&into.join("cairn.db")), expected);
+    assert_eq!(snapshot(&into.join("cairn.db")).1.detections, 9);
+
+    // Replaying into a store that already holds findings is refused.
+    let again = run(live.path(), &["replay", "--into", into_arg]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("replay into a new one"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

@@ -149,13 +149,15 @@ pub fn with_store<T>(dir: &Path, f: impl AsyncFnOnce(cairn_correlate::SqliteStor
     })
 }
 
-/// Every finding in the store in `dir`, oldest first.
+/// Every finding in the store in `dir`, archived ones included, oldest first.
 pub fn stored_findings(dir: &Path) -> Vec<cairn_ingest::Finding> {
-    use cairn_correlate::Store;
     with_store(dir, async |s| {
-        s.findings_since(chrono::DateTime::UNIX_EPOCH)
+        cairn_correlate::archive::all_findings(&s, None, None)
             .await
             .expect("read")
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect()
     })
 }
 

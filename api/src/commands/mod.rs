@@ -142,6 +142,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Replay {
+            from,
+            to,
+            into,
+            page_size,
+        } => {
+            let rules = setup.rules(&[]).await?;
+            let live = open_store(&store_path).await?;
+            let target = open_store(&into.join("cairn.db")).await?;
+            let report = cairn_correlate::replay::replay(
+                live.as_ref(),
+                target.as_ref(),
+                &rules,
+                &setup.correlate()?,
+                from,
+                to,
+                page_size,
+            )
+            .await?;
+            println!(
+                "Replayed {} findings ({} from the archive) in {} pages into {}: {} detections, {} incidents",
+                report.findings,
+                report.from_archive,
+                report.pages,
+                into.display(),
+                report.detections,
+                report.incidents
+            );
+            print_incidents(target.as_ref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DeadLetters { limit } => {
             let store = open_store(&store_path).await?;
             for d in store.dead_letters(limit).await? {
@@ -315,6 +346,12 @@ fn print_pass(p: &PassReport) {
         p.incidents_new,
         p.incidents_updated
     );
+    if p.archived > 0 {
+        println!(
+            "  {} findings older than the window moved to the archive",
+            p.archived
+        );
+    }
     for e in &p.rule_errors {
         println!("  rule failed: {e}");
     }

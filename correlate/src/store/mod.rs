@@ -291,7 +291,7 @@ pub struct PendingWriteBack {
 /// Row counts, for summaries and readiness.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StoreCounts {
-    /// Findings.
+    /// Findings, archived ones included (each once).
     pub findings: i64,
     /// Dead letters.
     pub dead_letters: i64,
@@ -312,8 +312,13 @@ pub trait Store: Send + Sync {
     async fn watermark(&self) -> Result<Option<DateTime<Utc>>>;
     /// Findings with event time at or after `since`, oldest first.
     async fn findings_since(&self, since: DateTime<Utc>) -> Result<Vec<Finding>>;
-    /// Findings by uid (any source), oldest first.
+    /// Findings by uid (any source), oldest first, archived ones included.
     async fn findings_by_uid(&self, uids: &[String]) -> Result<Vec<Finding>>;
+    /// The archive that findings older than the window move to.
+    fn archive(&self) -> &crate::archive::FindingsArchive;
+    /// Moves findings with event time before `cutoff` to the archive; returns how many. The
+    /// store remembers which version it archived, so reading it again is no change.
+    async fn archive_before(&self, cutoff: DateTime<Utc>) -> Result<usize>;
     /// Records resolved identities of findings.
     async fn set_identities(&self, updates: &[IdentityUpdate]) -> Result<()>;
     /// Identity ids already assigned to these keys.

@@ -23,6 +23,7 @@ use super::{
     IncidentDetail, IncidentFilter, IncidentPage, IncidentStatus, MergeReason, PageStats,
     PendingWriteBack, Store, StoreCounts, StoredDeadLetter,
 };
+use crate::archive::FindingsArchive;
 use crate::error::{CorrelateError, Result};
 
 /// SQLite limits bound parameters per statement; lookups by many ids go in chunks.
@@ -32,6 +33,8 @@ const IN_CHUNK: usize = 500;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Findings that left the window: `archive/` beside the database file.
+    archive: FindingsArchive,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -88,7 +91,13 @@ impl SqliteStore {
                 path.display()
             )))?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let archive = FindingsArchive::new(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join("archive"),
+        );
+        Ok(SqliteStore { pool, archive })
     }
 
     async fn detections_where(&self, clause: &str, binds: &[String]) -> Result<Vec<Detection>> {
@@ -349,6 +358,24 @@ impl Store for SqliteStore {
             .map_err(CorrelateError::storage(ctx()))?;
         let mut stats = PageStats::default();
         for f in &page.findings {
+            let raw_sha256 = hex::encode(Sha256::digest(f.raw.as_bytes()));
+            // A version already moved to the archive (or a newer one) is not new again.
+            let archived = sqlx::query(
+                "SELECT 1 FROM archived_findings WHERE source = ? AND finding_uid = ? \
+                 AND (modified_time > ? OR (modified_time = ? AND raw_sha256 = ?))",
+            )
+            .bind(&f.source)
+            .bind(&f.finding_uid)
+            .bind(ms(f.modified_time))
+            .bind(ms(f.modified_time))
+            .bind(&raw_sha256)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx()))?;
+            if archived.is_some() {
+                stats.unchanged += 1;
+                continue;
+            }
             let mut stored = f.clone();
             stored.identity_id = None;
             let done = sqlx::query(
@@ -368,7 +395,7 @@ impl Store for SqliteStore {
             .bind(ms(f.modified_time))
             .bind(ms(f.ingested_at))
             .bind(to_json(&stored))
-            .bind(hex::encode(Sha256::digest(f.raw.as_bytes())))
+            .bind(&raw_sha256)
             .execute(&mut *tx)
             .await
             .map_err(CorrelateError::storage(ctx()))?;
@@ -491,10 +518,86 @@ impl Store for SqliteStore {
                 out.push(finding_from_row(r)?);
             }
         }
+        // Evidence older than the window has moved to the archive.
+        let found: std::collections::HashSet<&str> =
+            out.iter().map(|f| f.finding_uid.as_str()).collect();
+        let missing: Vec<String> = uids
+            .iter()
+            .filter(|u| !found.contains(u.as_str()))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let archive = self.archive.clone();
+            let archived = tokio::task::spawn_blocking(move || archive.find(&missing))
+                .await
+                .map_err(|e| CorrelateError::Internal(format!("archive lookup: {e}")))??;
+            out.extend(archived);
+        }
         out.sort_by(|a, b| {
             (a.time, &a.source, &a.finding_uid).cmp(&(b.time, &b.source, &b.finding_uid))
         });
         Ok(out)
+    }
+
+    fn archive(&self) -> &FindingsArchive {
+        &self.archive
+    }
+
+    async fn archive_before(&self, cutoff: DateTime<Utc>) -> Result<usize> {
+        let rows = sqlx::query(
+            "SELECT finding, identity_id FROM findings WHERE time < ? ORDER BY time, source, finding_uid",
+        )
+        .bind(ms(cutoff))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage("reading findings to archive"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let findings: Vec<Finding> = rows.iter().map(finding_from_row).collect::<Result<_>>()?;
+        // Written and synced before the rows go: a crash in between archives them again, to
+        // the same file name.
+        let archive = self.archive.clone();
+        let written = findings.clone();
+        tokio::task::spawn_blocking(move || archive.write(&written))
+            .await
+            .map_err(|e| CorrelateError::Internal(format!("archive write: {e}")))??;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(CorrelateError::storage("removing archived findings"))?;
+        for f in &findings {
+            // Only the version archived: a newer one that arrived meanwhile stays.
+            sqlx::query(
+                "DELETE FROM findings WHERE source = ? AND finding_uid = ? AND modified_time = ?",
+            )
+            .bind(&f.source)
+            .bind(&f.finding_uid)
+            .bind(ms(f.modified_time))
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage("removing archived findings"))?;
+            sqlx::query(
+                "INSERT INTO archived_findings (source, finding_uid, time, modified_time, raw_sha256) \
+                 VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (source, finding_uid) DO UPDATE SET time = excluded.time, \
+                   modified_time = excluded.modified_time, raw_sha256 = excluded.raw_sha256 \
+                 WHERE excluded.modified_time >= archived_findings.modified_time",
+            )
+            .bind(&f.source)
+            .bind(&f.finding_uid)
+            .bind(ms(f.time))
+            .bind(ms(f.modified_time))
+            .bind(hex::encode(Sha256::digest(f.raw.as_bytes())))
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage("recording archived findings"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(CorrelateError::storage("removing archived findings"))?;
+        Ok(findings.len())
     }
 
     async fn set_identities(&self, updates: &[IdentityUpdate]) -> Result<()> {
@@ -1090,7 +1193,9 @@ impl Store for SqliteStore {
 
     async fn counts(&self) -> Result<StoreCounts> {
         let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM findings) AS findings, \
+            "SELECT (SELECT count(*) FROM findings) + (SELECT count(*) FROM archived_findings a \
+                      WHERE NOT EXISTS (SELECT 1 FROM findings f \
+                        WHERE f.source = a.source AND f.finding_uid = a.finding_uid)) AS findings, \
                     (SELECT count(*) FROM dead_letters) AS dead_letters, \
                     (SELECT count(*) FROM detections) AS detections, \
                     (SELECT count(*) FROM incidents) AS incidents",
