@@ -112,11 +112,7 @@ impl FindingsArchive {
     }
 
     /// The archive's files whose day may hold times in `[from, to)`, in day order.
-    fn files(
-        &self,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-    ) -> Result<Vec<PathBuf>> {
+    fn files(&self, wanted_day: impl Fn(NaiveDate) -> bool) -> Result<Vec<PathBuf>> {
         let mut out = Vec::new();
         let days = match std::fs::read_dir(&self.dir) {
             Ok(d) => d,
@@ -132,8 +128,7 @@ impl FindingsArchive {
                         .ok()?;
                 Some((day, e.path()))
             })
-            .filter(|(day, _)| from.is_none_or(|f| *day >= f.date_naive()))
-            .filter(|(day, _)| to.is_none_or(|t| *day <= t.date_naive()))
+            .filter(|(day, _)| wanted_day(*day))
             .collect();
         folders.sort();
         for (_, folder) in folders {
@@ -155,8 +150,24 @@ impl FindingsArchive {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<Finding>> {
+        self.read_where(
+            |day| {
+                from.is_none_or(|f| day >= f.date_naive())
+                    && to.is_none_or(|t| day <= t.date_naive())
+            },
+            |f| !(from.is_some_and(|t| f.time < t) || to.is_some_and(|t| f.time >= t)),
+        )
+    }
+
+    /// The newest version of the findings that `wanted` keeps, from the day folders that
+    /// `wanted_day` keeps, oldest first.
+    fn read_where(
+        &self,
+        wanted_day: impl Fn(NaiveDate) -> bool,
+        wanted: impl Fn(&Finding) -> bool,
+    ) -> Result<Vec<Finding>> {
         let mut newest: HashMap<(String, String), Finding> = HashMap::new();
-        for path in self.files(from, to)? {
+        for path in self.files(wanted_day)? {
             let file = File::open(&path).map_err(io(format!("opening {}", path.display())))?;
             let reader = ParquetRecordBatchReaderBuilder::try_new(file)
                 .and_then(|b| b.build())
@@ -169,7 +180,7 @@ impl FindingsArchive {
                     CorrelateError::Archive(format!("reading {}: {e}", path.display()))
                 })?;
                 for f in findings {
-                    if from.is_some_and(|t| f.time < t) || to.is_some_and(|t| f.time >= t) {
+                    if !wanted(&f) {
                         continue;
                     }
                     let key = (f.source.clone(), f.finding_uid.clone());
@@ -189,18 +200,21 @@ impl FindingsArchive {
         Ok(out)
     }
 
-    /// Archived findings with these uids (any source). Reads the whole archive: evidence of
-    /// incidents older than the window is looked up rarely.
-    pub fn find(&self, uids: &[String]) -> Result<Vec<Finding>> {
-        if uids.is_empty() {
+    /// Archived findings with these uids (any source), read from the folders of `days` only
+    /// (the store knows each archived finding's event time).
+    pub fn find(
+        &self,
+        uids: &[String],
+        days: &std::collections::BTreeSet<NaiveDate>,
+    ) -> Result<Vec<Finding>> {
+        if uids.is_empty() || days.is_empty() {
             return Ok(Vec::new());
         }
         let wanted: std::collections::HashSet<&str> = uids.iter().map(String::as_str).collect();
-        Ok(self
-            .read(None, None)?
-            .into_iter()
-            .filter(|f| wanted.contains(f.finding_uid.as_str()))
-            .collect())
+        self.read_where(
+            |day| days.contains(&day),
+            |f| wanted.contains(f.finding_uid.as_str()),
+        )
     }
 
     /// Registers the archive as the `findings_archive` table of a SQL session: the findings
@@ -327,8 +341,9 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["b"]
         );
+        let days = [findings[2].time.date_naive()].into_iter().collect();
         let found = archive
-            .find(&["c".to_string(), "zz".to_string()])
+            .find(&["c".to_string(), "zz".to_string()], &days)
             .expect("find");
         assert_eq!(found, vec![findings[2].clone()]);
     }

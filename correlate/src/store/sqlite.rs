@@ -526,9 +526,31 @@ impl Store for SqliteStore {
             .filter(|u| !found.contains(u.as_str()))
             .cloned()
             .collect();
-        if !missing.is_empty() {
+        // Only uids the store archived are looked for, in their event days' folders.
+        let mut days = std::collections::BTreeSet::new();
+        for chunk in missing.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT DISTINCT time FROM archived_findings WHERE finding_uid IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for u in chunk {
+                q = q.bind(u.as_str());
+            }
+            for r in q
+                .fetch_all(&self.pool)
+                .await
+                .map_err(CorrelateError::storage("reading archived findings"))?
+            {
+                let t: i64 = get(&r, "time")?;
+                if let Some(t) = DateTime::<Utc>::from_timestamp_millis(t) {
+                    days.insert(t.date_naive());
+                }
+            }
+        }
+        if !days.is_empty() {
             let archive = self.archive.clone();
-            let archived = tokio::task::spawn_blocking(move || archive.find(&missing))
+            let archived = tokio::task::spawn_blocking(move || archive.find(&missing, &days))
                 .await
                 .map_err(|e| CorrelateError::Internal(format!("archive lookup: {e}")))??;
             out.extend(archived);
