@@ -4,10 +4,11 @@
 //!
 //! The store moves findings here once they are older than what a pass loads (window and
 //! lateness), so its hot table stays the size of the window. Archived findings stay available:
-//! as evidence of the incidents that cite them, as the `findings_archive` table of SQL queries,
-//! and to `cairn replay`. A file is written under a temporary name, synced and renamed, so a
-//! crash leaves either the whole file or none; its name is a hash of what it holds, so moving
-//! the same findings twice (a crash between writing and deleting) rewrites the same file.
+//! as evidence of the incidents that cite them, as the `findings_archive` table of a DataFusion
+//! session ([`FindingsArchive::register`]), and to `cairn replay`. A file is written under a
+//! unique temporary name, synced, renamed and its folder synced, so a crash leaves either the
+//! whole file or none. A crash after writing but before the store removed the rows archives
+//! them again later; [`FindingsArchive::read`] keeps the newest version of each finding.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -86,7 +87,12 @@ impl FindingsArchive {
                 .map_err(io(format!("creating {}", folder.display())))?;
             let name = format!("{}.parquet", &hex::encode(hash.finalize())[..32]);
             let path = folder.join(&name);
-            let temporary = folder.join(format!(".{name}.tmp"));
+            // Unique per writer: two processes archiving at once never share a temporary file.
+            let temporary = folder.join(format!(
+                ".{name}.{}.{}.tmp",
+                std::process::id(),
+                Utc::now().timestamp_nanos_opt().unwrap_or_default()
+            ));
             let batch = to_record_batch(&group).map_err(|e| {
                 CorrelateError::Internal(format!("cannot build an archive batch: {e}"))
             })?;
@@ -107,6 +113,10 @@ impl FindingsArchive {
                 .map_err(io(format!("syncing {}", temporary.display())))?;
             std::fs::rename(&temporary, &path)
                 .map_err(io(format!("renaming {}", temporary.display())))?;
+            // The rename itself must be durable before the store forgets the rows.
+            File::open(&folder)
+                .and_then(|d| d.sync_all())
+                .map_err(io(format!("syncing {}", folder.display())))?;
         }
         Ok(by_day.len())
     }

@@ -567,15 +567,17 @@ pub fn findings_from_batch(batch: &RecordBatch) -> Result<Vec<Finding>, ArrowErr
             .ok_or_else(|| wrong(name))
     };
     let opt = |a: &StringArray, row: usize| a.is_valid(row).then(|| a.value(row).to_string());
-    let strings = |a: &GenericListArray<i32>, row: usize| -> Vec<String> {
+    let strings = |a: &GenericListArray<i32>, row: usize| -> Result<Vec<String>, ArrowError> {
         let values = a.value(row);
-        values
+        let s = values
             .as_string_opt::<i32>()
-            .map(|s| s.iter().flatten().map(str::to_string).collect())
-            .unwrap_or_default()
+            .ok_or_else(|| ArrowError::SchemaError("a list column holds no strings".into()))?;
+        Ok(s.iter().flatten().map(str::to_string).collect())
     };
     let when = |a: &TimestampMillisecondArray, row: usize| {
-        DateTime::from_timestamp_millis(a.value(row)).unwrap_or_default()
+        DateTime::from_timestamp_millis(a.value(row)).ok_or_else(|| {
+            ArrowError::InvalidArgumentError(format!("timestamp {} out of range", a.value(row)))
+        })
     };
 
     let (time, ingested_at, modified_time) = (
@@ -627,20 +629,22 @@ pub fn findings_from_batch(batch: &RecordBatch) -> Result<Vec<Finding>, ArrowErr
     let mut out = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         let entries = fields.value(row);
-        let keys = entries.column(0).as_string_opt::<i32>();
-        let values = entries.column(1).as_string_opt::<i32>();
+        let (Some(keys), Some(values)) = (
+            entries.column(0).as_string_opt::<i32>(),
+            entries.column(1).as_string_opt::<i32>(),
+        ) else {
+            return Err(wrong("fields"));
+        };
         let mut f = Fields::new();
-        if let (Some(keys), Some(values)) = (keys, values) {
-            for i in 0..keys.len() {
-                if values.is_valid(i) {
-                    f.insert(keys.value(i), values.value(i));
-                }
+        for i in 0..keys.len() {
+            if values.is_valid(i) {
+                f.insert(keys.value(i), values.value(i));
             }
         }
         out.push(Finding {
-            time: when(time, row),
-            ingested_at: when(ingested_at, row),
-            modified_time: when(modified_time, row),
+            time: when(time, row)?,
+            ingested_at: when(ingested_at, row)?,
+            modified_time: when(modified_time, row)?,
             finding_uid: t[0].value(row).to_string(),
             source: t[1].value(row).to_string(),
             product: opt(t[2], row),
@@ -663,13 +667,13 @@ pub fn findings_from_batch(batch: &RecordBatch) -> Result<Vec<Finding>, ArrowErr
             user_domain: opt(t[17], row),
             group_name: opt(t[18], row),
             group_uid: opt(t[19], row),
-            identity_keys: strings(lists[0], row),
+            identity_keys: strings(lists[0], row)?,
             identity_id: opt(t[20], row),
             src_ip: opt(t[21], row),
             device_hostname: opt(t[22], row),
-            attack_techniques: strings(lists[1], row),
-            attack_tactics: strings(lists[2], row),
-            compliance_controls: strings(lists[3], row),
+            attack_techniques: strings(lists[1], row)?,
+            attack_tactics: strings(lists[2], row)?,
+            compliance_controls: strings(lists[3], row)?,
             fields: f,
             raw: t[23].value(row).to_string(),
         });

@@ -29,6 +29,9 @@ use crate::error::{CorrelateError, Result};
 /// SQLite limits bound parameters per statement; lookups by many ids go in chunks.
 const IN_CHUNK: usize = 500;
 
+/// Findings moved to the archive per transaction.
+const ARCHIVE_BATCH: usize = 20_000;
+
 /// The embedded SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -65,6 +68,70 @@ fn placeholders(n: usize) -> String {
 }
 
 impl SqliteStore {
+    /// Moves one batch of findings older than `cutoff` to the archive: written and synced
+    /// before the rows go, so a crash in between archives them again (readers keep the newest
+    /// version of each). Only the exact version archived is removed: one that changed meanwhile
+    /// stays.
+    async fn archive_batch(&self, cutoff: DateTime<Utc>) -> Result<usize> {
+        let rows = sqlx::query(
+            "SELECT finding, identity_id FROM findings WHERE time < ? \
+             ORDER BY time, source, finding_uid LIMIT ?",
+        )
+        .bind(ms(cutoff))
+        .bind(ARCHIVE_BATCH as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage("reading findings to archive"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let findings: Vec<Finding> = rows.iter().map(finding_from_row).collect::<Result<_>>()?;
+        let archive = self.archive.clone();
+        let written = findings.clone();
+        tokio::task::spawn_blocking(move || archive.write(&written))
+            .await
+            .map_err(|e| CorrelateError::Internal(format!("archive write: {e}")))??;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(CorrelateError::storage("removing archived findings"))?;
+        for f in &findings {
+            // Only the version archived: a newer one that arrived meanwhile stays.
+            let raw_sha256 = hex::encode(Sha256::digest(f.raw.as_bytes()));
+            sqlx::query(
+                "DELETE FROM findings WHERE source = ? AND finding_uid = ? AND modified_time = ? \
+                 AND raw_sha256 = ?",
+            )
+            .bind(&f.source)
+            .bind(&f.finding_uid)
+            .bind(ms(f.modified_time))
+            .bind(&raw_sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage("removing archived findings"))?;
+            sqlx::query(
+                "INSERT INTO archived_findings (source, finding_uid, time, modified_time, raw_sha256) \
+                 VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (source, finding_uid) DO UPDATE SET time = excluded.time, \
+                   modified_time = excluded.modified_time, raw_sha256 = excluded.raw_sha256 \
+                 WHERE excluded.modified_time >= archived_findings.modified_time",
+            )
+            .bind(&f.source)
+            .bind(&f.finding_uid)
+            .bind(ms(f.time))
+            .bind(ms(f.modified_time))
+            .bind(&raw_sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage("recording archived findings"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(CorrelateError::storage("removing archived findings"))?;
+        Ok(findings.len())
+    }
+
     /// Opens (creating if needed) the store at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -566,60 +633,15 @@ impl Store for SqliteStore {
     }
 
     async fn archive_before(&self, cutoff: DateTime<Utc>) -> Result<usize> {
-        let rows = sqlx::query(
-            "SELECT finding, identity_id FROM findings WHERE time < ? ORDER BY time, source, finding_uid",
-        )
-        .bind(ms(cutoff))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(CorrelateError::storage("reading findings to archive"))?;
-        if rows.is_empty() {
-            return Ok(0);
+        // In batches, so a first pass over a large backlog holds one batch at a time.
+        let mut moved = 0;
+        loop {
+            let n = self.archive_batch(cutoff).await?;
+            moved += n;
+            if n < ARCHIVE_BATCH {
+                return Ok(moved);
+            }
         }
-        let findings: Vec<Finding> = rows.iter().map(finding_from_row).collect::<Result<_>>()?;
-        // Written and synced before the rows go: a crash in between archives them again, to
-        // the same file name.
-        let archive = self.archive.clone();
-        let written = findings.clone();
-        tokio::task::spawn_blocking(move || archive.write(&written))
-            .await
-            .map_err(|e| CorrelateError::Internal(format!("archive write: {e}")))??;
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(CorrelateError::storage("removing archived findings"))?;
-        for f in &findings {
-            // Only the version archived: a newer one that arrived meanwhile stays.
-            sqlx::query(
-                "DELETE FROM findings WHERE source = ? AND finding_uid = ? AND modified_time = ?",
-            )
-            .bind(&f.source)
-            .bind(&f.finding_uid)
-            .bind(ms(f.modified_time))
-            .execute(&mut *tx)
-            .await
-            .map_err(CorrelateError::storage("removing archived findings"))?;
-            sqlx::query(
-                "INSERT INTO archived_findings (source, finding_uid, time, modified_time, raw_sha256) \
-                 VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (source, finding_uid) DO UPDATE SET time = excluded.time, \
-                   modified_time = excluded.modified_time, raw_sha256 = excluded.raw_sha256 \
-                 WHERE excluded.modified_time >= archived_findings.modified_time",
-            )
-            .bind(&f.source)
-            .bind(&f.finding_uid)
-            .bind(ms(f.time))
-            .bind(ms(f.modified_time))
-            .bind(hex::encode(Sha256::digest(f.raw.as_bytes())))
-            .execute(&mut *tx)
-            .await
-            .map_err(CorrelateError::storage("recording archived findings"))?;
-        }
-        tx.commit()
-            .await
-            .map_err(CorrelateError::storage("removing archived findings"))?;
-        Ok(findings.len())
     }
 
     async fn set_identities(&self, updates: &[IdentityUpdate]) -> Result<()> {
