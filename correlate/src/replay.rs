@@ -1,11 +1,11 @@
 //! Replay: re-run a span of history, from the archive and the store, into a fresh store.
 //!
 //! The findings of `[from, to)` are read from the archive and from the live store (the newest
-//! version of each), the live store's directory accounts are copied over so identities resolve
-//! as they did, and the findings are committed again in the order they first arrived
-//! (`ingested_at`), page by page, with a correlation pass after each, as a live run does. The
-//! result is a store whose incidents can be compared with the live run's, or examined after a
-//! rule change without touching the live store.
+//! version of each), the live store's current directory accounts are copied over, and the
+//! findings are committed again in the order of their last arrival (`ingested_at`), page by
+//! page, with a correlation pass after each, as a live run does. The result is a store whose
+//! incidents can be compared with the live run's, or examined after a rule change without
+//! touching the live store. The span is held in memory.
 
 use std::collections::BTreeMap;
 
