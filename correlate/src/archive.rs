@@ -299,8 +299,9 @@ mod tests {
     use crate::correlator::{CorrelateConfig, run_pass};
     use crate::store::Store;
     use crate::store::sqlite::SqliteStore;
+    use crate::stream_tests::commit;
+    use cairn_ingest::Severity;
     use cairn_ingest::schema::CLASS_DETECTION_FINDING;
-    use cairn_ingest::{Page, Severity};
     use cairn_rules::RuleSet;
 
     fn finding(uid: &str, hours: i64) -> Finding {
@@ -373,16 +374,7 @@ mod tests {
             .iter()
             .map(|h| finding(&format!("f{h}"), *h))
             .collect();
-        store
-            .commit_page(
-                "t",
-                &Page {
-                    findings: findings.clone(),
-                    ..Page::default()
-                },
-            )
-            .await
-            .expect("commit");
+        commit(&store, findings.clone()).await;
         let rules = RuleSet::builtin().await.expect("rules");
         let report = run_pass(&store, &rules, &CorrelateConfig::default())
             .await
@@ -396,16 +388,7 @@ mod tests {
         assert_eq!(again.archived, 0);
 
         // Read again from the source, archived findings are no change; all are still counted.
-        let stats = store
-            .commit_page(
-                "t",
-                &Page {
-                    findings: findings.clone(),
-                    ..Page::default()
-                },
-            )
-            .await
-            .expect("commit again");
+        let stats = commit(&store, findings.clone()).await;
         assert_eq!((stats.stored, stats.unchanged), (0, 5));
         assert_eq!(store.counts().await.expect("counts").findings, 5);
         let every = all_findings(&store, None, None).await.expect("all");

@@ -113,7 +113,7 @@ pub async fn replay(
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::stream_tests::{Rng, outcome, record};
+    use crate::stream_tests::{Rng, commit, outcome, record};
     use cairn_ingest::Finding;
 
     #[tokio::test]
@@ -142,15 +142,7 @@ mod tests {
                     f
                 })
                 .collect();
-            live.commit_page(
-                "stream",
-                &Page {
-                    findings,
-                    ..Page::default()
-                },
-            )
-            .await
-            .expect("commit");
+            commit(&live, findings).await;
             archived += run_pass(&live, &rules, &config)
                 .await
                 .expect("pass")

@@ -100,6 +100,20 @@ pub(crate) fn record(rng: &mut Rng, n: usize, span_hours: usize) -> Finding {
 /// detection shows as a repeated entry.
 pub(crate) type Outcome = Vec<(String, String, Vec<String>)>;
 
+/// Commits findings as one page of the test source `stream`.
+pub(crate) async fn commit(store: &dyn Store, findings: Vec<Finding>) -> crate::store::PageStats {
+    store
+        .commit_page(
+            "stream",
+            &Page {
+                findings,
+                ..Page::default()
+            },
+        )
+        .await
+        .expect("commit")
+}
+
 pub(crate) async fn outcome(store: &SqliteStore) -> Outcome {
     let mut out = Outcome::new();
     let mut before_number = None;
@@ -143,16 +157,7 @@ async fn run(pages: Vec<Vec<Finding>>, rules: &RuleSet, lateness_hours: u64) -> 
         ..CorrelateConfig::default()
     };
     for findings in pages {
-        store
-            .commit_page(
-                "stream",
-                &Page {
-                    findings,
-                    ..Page::default()
-                },
-            )
-            .await
-            .expect("commit");
+        commit(&store, findings).await;
         let report = run_pass(&store, rules, &config).await.expect("pass");
         assert!(report.rule_errors.is_empty(), "{:?}", report.rule_errors);
     }
