@@ -124,6 +124,19 @@ enum RulesCommand {
         /// Extra rule folders (with the built-in pack and the configured ones).
         dirs: Vec<PathBuf>,
     },
+    /// Compile folders of Sigma rules and report each: compiled, or unsupported with the
+    /// reason. Rule folders may hold Sigma files directly; this shows what they become.
+    ImportSigma {
+        /// Folders of Sigma rules (searched recursively).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Write every compiled rule as a Cairn rule file into this folder, to keep or tune.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A field-mapping file to use instead of the bundled `rules/sigma/mappings.yml`.
+        #[arg(long)]
+        mappings: Option<PathBuf>,
+    },
 }
 
 // Ingest allocates many small strings (every field of every record); mimalloc makes the

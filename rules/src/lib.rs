@@ -8,11 +8,13 @@
 //! [`sql::new_session`] is the DataFusion session in which rules are planned and run; besides
 //! `findings` it has the `identities` and `directory` tables (one person across AD, Entra ID
 //! and AWS; see [`sql::identities_schema`]) and the functions of [`udf`], such as
-//! `normalize_principal`.
+//! `normalize_principal`. [`sigma`] compiles Sigma rules (detection and correlation) into
+//! rules of the same kind, through field mappings kept as data.
 
 pub mod load;
 pub mod rule;
 pub mod rule_test;
+pub mod sigma;
 pub mod sql;
 pub mod udf;
 

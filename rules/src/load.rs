@@ -14,6 +14,7 @@ use include_dir::{Dir, include_dir};
 use cairn_ingest::Severity;
 
 use crate::rule::{MAX_WINDOW, Rule, RuleFile, parse_window};
+use crate::sigma::{SigmaImport, SigmaMappings, SigmaText, SkippedSigma, is_sigma};
 use crate::sql::{check_query, planning_session};
 
 static BUILTIN_PACK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/pack");
@@ -56,6 +57,7 @@ impl fmt::Display for RuleErrors {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: BTreeMap<String, Rule>,
+    sigma_skipped: Vec<SkippedSigma>,
 }
 
 /// A rule's source text and where it came from.
@@ -83,6 +85,49 @@ impl RuleSet {
     /// True when there are no rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Sigma documents in the rule folders that were not compiled, with the reason. They do
+    /// not fail the load (public Sigma sets always hold a few rules for log sources or
+    /// features Cairn lacks), but callers must show them.
+    pub fn sigma_unsupported(&self) -> &[SkippedSigma] {
+        &self.sigma_skipped
+    }
+
+    /// Compiles every Sigma file under `dirs` (recursively) with `mappings` and plans each
+    /// compiled rule, for `cairn rules import-sigma`. Files that are not Sigma documents are
+    /// reported as unsupported.
+    pub async fn import_sigma(
+        dirs: &[impl AsRef<Path>],
+        mappings: &SigmaMappings,
+    ) -> Result<SigmaImport, RuleErrors> {
+        let mut texts = Vec::new();
+        let mut errors = Vec::new();
+        for d in dirs {
+            collect_dir(d.as_ref(), &mut texts, &mut errors);
+        }
+        if !errors.is_empty() {
+            return Err(RuleErrors(errors));
+        }
+        let (sigma, other): (Vec<RuleText>, Vec<RuleText>) =
+            texts.into_iter().partition(|t| is_sigma(&t.text));
+        let ctx = planning_session().map_err(|e| {
+            RuleErrors(vec![RuleError {
+                origin: "rules".into(),
+                line: None,
+                message: format!("cannot create the planning session: {e}"),
+            }])
+        })?;
+        let mut import = compile_sigma(&ctx, sigma, mappings).await;
+        import
+            .unsupported
+            .extend(other.into_iter().map(|t| SkippedSigma {
+                origin: t.origin,
+                sigma_id: None,
+                title: None,
+                reason: "not a Sigma document (no `detection` or `correlation`)".into(),
+            }));
+        Ok(import)
     }
 
     /// The built-in rule pack shipped inside the binary.
@@ -124,7 +169,26 @@ impl RuleSet {
                 }]));
             }
         };
+        let (sigma, texts): (Vec<RuleText>, Vec<RuleText>) =
+            texts.into_iter().partition(|t| is_sigma(&t.text));
+        let sigma = compile_sigma(&ctx, sigma, &SigmaMappings::bundled()).await;
+        let mut sigma_skipped = sigma.unsupported;
         let mut rules: BTreeMap<String, Rule> = BTreeMap::new();
+        for rule in sigma.compiled {
+            if let Some(previous) = rules.get(&rule.id) {
+                sigma_skipped.push(SkippedSigma {
+                    origin: rule.origin.clone(),
+                    sigma_id: Some(rule.id.clone()),
+                    title: Some(rule.title.clone()),
+                    reason: format!(
+                        "duplicate rule id `{}` (also in {})",
+                        rule.id, previous.origin
+                    ),
+                });
+                continue;
+            }
+            rules.insert(rule.id.clone(), rule);
+        }
         for t in texts {
             match parse_rule(&t) {
                 Err(e) => errors.push(e),
@@ -161,11 +225,45 @@ impl RuleSet {
             }
         }
         if errors.is_empty() {
-            Ok(RuleSet { rules })
+            Ok(RuleSet {
+                rules,
+                sigma_skipped,
+            })
         } else {
             Err(RuleErrors(errors))
         }
     }
+}
+
+/// Compiles Sigma texts and plans every compiled rule; a rule whose SQL does not plan is
+/// reported as unsupported (a mapping or compiler defect, named as such).
+async fn compile_sigma(
+    ctx: &datafusion::prelude::SessionContext,
+    texts: Vec<RuleText>,
+    mappings: &SigmaMappings,
+) -> SigmaImport {
+    let texts: Vec<SigmaText> = texts
+        .into_iter()
+        .map(|t| SigmaText {
+            origin: t.origin,
+            text: t.text,
+        })
+        .collect();
+    let mut import = crate::sigma::compile(&texts, mappings);
+    let mut planned = Vec::with_capacity(import.compiled.len());
+    for rule in std::mem::take(&mut import.compiled) {
+        match check_query(ctx, &rule.sql).await {
+            Ok(_) => planned.push(rule),
+            Err(message) => import.unsupported.push(SkippedSigma {
+                origin: rule.origin.clone(),
+                sigma_id: Some(rule.id.clone()),
+                title: Some(rule.title.clone()),
+                reason: format!("the compiled SQL does not plan (a Cairn defect): {message}"),
+            }),
+        }
+    }
+    import.compiled = planned;
+    import
 }
 
 fn collect_builtin(dir: &Dir<'static>, out: &mut Vec<RuleText>) {

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a rule's `entity_key` denotes; it decides which findings' entities count when
 /// detections are merged into incidents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntityKind {
     /// A resolved identity (or an account name when none resolved).
@@ -75,7 +75,7 @@ pub struct Attack {
 }
 
 /// A rule file as written, before validation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RuleFile {
     pub id: String,
@@ -88,9 +88,9 @@ pub(crate) struct RuleFile {
     pub entity: EntityKind,
     pub window: String,
     pub sql: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<crate::rule_test::RuleTest>,
 }
 
@@ -123,6 +123,26 @@ pub struct Rule {
     /// Inline tests (`cairn rules test` runs them).
     #[serde(skip)]
     pub tests: Vec<crate::rule_test::RuleTest>,
+}
+
+impl Rule {
+    /// The rule as a rule file (YAML) that loads back into the same rule, e.g. to keep a
+    /// compiled Sigma rule for tuning.
+    pub fn to_yaml(&self) -> Result<String, yaml_serde::Error> {
+        let file = RuleFile {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            description: self.description.clone(),
+            severity: self.severity.caption().to_lowercase(),
+            attack: self.attack.clone(),
+            entity: self.entity,
+            window: format!("{}s", self.window.as_secs()),
+            sql: self.sql.clone(),
+            enabled: None,
+            tests: self.tests.clone(),
+        };
+        yaml_serde::to_string(&file)
+    }
 }
 
 mod duration_secs {

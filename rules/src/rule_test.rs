@@ -150,6 +150,9 @@ pub struct TestFinding {
     /// Source-specific fields (`fields['TicketEncryptionType']`).
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// The original record (default `{}`), for rules that search it (Sigma keywords).
+    #[serde(default)]
+    pub raw: Option<String>,
 }
 
 /// The fixed instant test times count from.
@@ -209,7 +212,7 @@ impl TestFinding {
             self.uid.clone().unwrap_or_else(|| format!("f{n}")),
             self.class_uid,
             time,
-            "{}".into(),
+            self.raw.clone().unwrap_or_else(|| "{}".into()),
         );
         if let Some(s) = &self.severity {
             let sev = Severity::parse_label(s)

@@ -35,10 +35,12 @@ mod securityhub;
 #[cfg(test)]
 mod sentinel;
 #[cfg(test)]
+mod sigma;
+#[cfg(test)]
 mod slt;
 
-/// Newest modification time of the files the binary is built from (sources, rule pack,
-/// migrations, demo data, manifests).
+/// Newest modification time of the files the binary is built from (sources, rule pack, Sigma
+/// mappings, migrations, demo data, manifests).
 fn newest_input() -> std::time::SystemTime {
     fn walk(dir: &Path, newest: &mut std::time::SystemTime) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -56,7 +58,7 @@ fn newest_input() -> std::time::SystemTime {
     let root = repo_root();
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
     for crate_dir in ["ingest", "rules", "correlate", "api"] {
-        for sub in ["src", "pack", "migrations", "demo/data"] {
+        for sub in ["src", "pack", "sigma", "migrations", "demo/data"] {
             walk(&root.join(crate_dir).join(sub), &mut newest);
         }
         if let Ok(m) =

@@ -22,6 +22,7 @@ use cairn_ingest::sources::SourceConfig;
 use cairn_ingest::sources::file::{FileSource, FileSourceConfig};
 use cairn_ingest::sources::securityhub::{self, SecurityHubApi, SecurityHubWriteBack, WriteBack};
 use cairn_rules::RuleSet;
+use cairn_rules::sigma::SigmaMappings;
 
 use crate::{Cli, Command, IdentityCommand, RulesCommand};
 
@@ -69,7 +70,14 @@ impl Setup {
     async fn rules(&self, extra: &[PathBuf]) -> anyhow::Result<RuleSet> {
         let mut dirs = self.config.rules.dirs.clone();
         dirs.extend(extra.iter().cloned());
-        Ok(RuleSet::load(&dirs, self.config.rules.builtin).await?)
+        let rules = RuleSet::load(&dirs, self.config.rules.builtin).await?;
+        for s in rules.sigma_unsupported() {
+            eprintln!(
+                "warning: Sigma rule not compiled: {}: {}",
+                s.origin, s.reason
+            );
+        }
+        Ok(rules)
     }
 }
 
@@ -248,6 +256,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ExitCode::SUCCESS
                 })
             }
+            RulesCommand::ImportSigma {
+                dirs,
+                out,
+                mappings,
+            } => import_sigma(&dirs, out.as_deref(), mappings.as_deref()).await,
         },
     }
 }
@@ -462,4 +475,57 @@ async fn serve(
         })
         .await?;
     Ok(())
+}
+
+/// `cairn rules import-sigma`: one line per rule, then the totals.
+async fn import_sigma(
+    dirs: &[PathBuf],
+    out: Option<&Path>,
+    mappings: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mappings = match mappings {
+        None => SigmaMappings::bundled(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the mapping file {}", p.display()))?;
+            SigmaMappings::parse(&p.display().to_string(), &text)?
+        }
+    };
+    let import = RuleSet::import_sigma(dirs, &mappings).await?;
+    if let Some(out) = out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    }
+    for r in &import.compiled {
+        println!("compiled     {:<48} {}  ({})", r.id, r.title, r.origin);
+        if let Some(out) = out {
+            let path = out.join(format!("{}.yml", r.id));
+            let yaml = r
+                .to_yaml()
+                .with_context(|| format!("cannot write rule {} as YAML", r.id))?;
+            std::fs::write(&path, yaml)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    for s in &import.unsupported {
+        let what = s
+            .title
+            .as_deref()
+            .or(s.sigma_id.as_deref())
+            .unwrap_or("(unnamed)");
+        println!("unsupported  {what}  ({}): {}", s.origin, s.reason);
+    }
+    let compiled = import.compiled.len() + import.correlation_only;
+    let total = compiled + import.unsupported.len();
+    let share = if total == 0 {
+        100.0
+    } else {
+        compiled as f64 * 100.0 / total as f64
+    };
+    println!(
+        "{} compiled, {} unsupported ({share:.1} % compiled); {} rules used only as correlation steps",
+        compiled,
+        import.unsupported.len(),
+        import.correlation_only
+    );
+    Ok(ExitCode::SUCCESS)
 }
