@@ -12,6 +12,7 @@
 //! [rules]
 //! builtin = true
 //! dirs = ["rules"]
+//! # sigma_mappings = "sigma-mappings.yml"
 //!
 //! [api]
 //! listen = "127.0.0.1:8080"
@@ -89,9 +90,12 @@ pub struct RulesSection {
     /// Load the built-in pack (default true).
     #[serde(default = "yes")]
     pub builtin: bool,
-    /// Folders of site rules.
+    /// Folders of site rules (Cairn rule files and Sigma files).
     #[serde(default)]
     pub dirs: Vec<PathBuf>,
+    /// A Sigma field-mapping file replacing the bundled `rules/sigma/mappings.yml`.
+    #[serde(default)]
+    pub sigma_mappings: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -103,6 +107,7 @@ impl Default for RulesSection {
         RulesSection {
             builtin: true,
             dirs: Vec::new(),
+            sigma_mappings: None,
         }
     }
 }

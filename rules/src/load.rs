@@ -134,7 +134,7 @@ impl RuleSet {
     pub async fn builtin() -> Result<RuleSet, RuleErrors> {
         let mut texts = Vec::new();
         collect_builtin(&BUILTIN_PACK, &mut texts);
-        Self::from_texts(texts).await
+        Self::from_texts_with(texts, &SigmaMappings::bundled()).await
     }
 
     /// The built-in pack plus every `*.yml`/`*.yaml` under `dirs` (recursively). A rule in a
@@ -142,6 +142,15 @@ impl RuleSet {
     pub async fn load(
         dirs: &[impl AsRef<Path>],
         with_builtin: bool,
+    ) -> Result<RuleSet, RuleErrors> {
+        Self::load_with_mappings(dirs, with_builtin, &SigmaMappings::bundled()).await
+    }
+
+    /// [`RuleSet::load`] with a site's Sigma field mappings instead of the bundled ones.
+    pub async fn load_with_mappings(
+        dirs: &[impl AsRef<Path>],
+        with_builtin: bool,
+        mappings: &SigmaMappings,
     ) -> Result<RuleSet, RuleErrors> {
         let mut texts = Vec::new();
         if with_builtin {
@@ -154,10 +163,18 @@ impl RuleSet {
         if !errors.is_empty() {
             return Err(RuleErrors(errors));
         }
-        Self::from_texts(texts).await
+        Self::from_texts_with(texts, mappings).await
     }
 
+    #[cfg(test)]
     async fn from_texts(texts: Vec<RuleText>) -> Result<RuleSet, RuleErrors> {
+        Self::from_texts_with(texts, &SigmaMappings::bundled()).await
+    }
+
+    async fn from_texts_with(
+        texts: Vec<RuleText>,
+        mappings: &SigmaMappings,
+    ) -> Result<RuleSet, RuleErrors> {
         let mut errors = Vec::new();
         let ctx = match planning_session() {
             Ok(c) => c,
@@ -171,7 +188,7 @@ impl RuleSet {
         };
         let (sigma, texts): (Vec<RuleText>, Vec<RuleText>) =
             texts.into_iter().partition(|t| is_sigma(&t.text));
-        let sigma = compile_sigma(&ctx, sigma, &SigmaMappings::bundled()).await;
+        let sigma = compile_sigma(&ctx, sigma, mappings).await;
         let mut sigma_skipped = sigma.unsupported;
         let mut rules: BTreeMap<String, Rule> = BTreeMap::new();
         for rule in sigma.compiled {

@@ -70,7 +70,9 @@ impl Setup {
     async fn rules(&self, extra: &[PathBuf]) -> anyhow::Result<RuleSet> {
         let mut dirs = self.config.rules.dirs.clone();
         dirs.extend(extra.iter().cloned());
-        let rules = RuleSet::load(&dirs, self.config.rules.builtin).await?;
+        let mappings = sigma_mappings(self.config.rules.sigma_mappings.as_deref())?;
+        let rules =
+            RuleSet::load_with_mappings(&dirs, self.config.rules.builtin, &mappings).await?;
         for s in rules.sigma_unsupported() {
             eprintln!(
                 "warning: Sigma rule not compiled: {}: {}",
@@ -477,21 +479,25 @@ async fn serve(
     Ok(())
 }
 
+/// The Sigma field mappings of `path`, or the bundled ones.
+fn sigma_mappings(path: Option<&Path>) -> anyhow::Result<SigmaMappings> {
+    Ok(match path {
+        None => SigmaMappings::bundled(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the Sigma mapping file {}", p.display()))?;
+            SigmaMappings::parse(&p.display().to_string(), &text)?
+        }
+    })
+}
+
 /// `cairn rules import-sigma`: one line per rule, then the totals.
 async fn import_sigma(
     dirs: &[PathBuf],
     out: Option<&Path>,
     mappings: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let mappings = match mappings {
-        None => SigmaMappings::bundled(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read the mapping file {}", p.display()))?;
-            SigmaMappings::parse(&p.display().to_string(), &text)?
-        }
-    };
-    let import = RuleSet::import_sigma(dirs, &mappings).await?;
+    let import = RuleSet::import_sigma(dirs, &sigma_mappings(mappings)?).await?;
     if let Some(out) = out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     }
@@ -505,6 +511,9 @@ async fn import_sigma(
             std::fs::write(&path, yaml)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
+    }
+    for w in &import.warnings {
+        println!("warning      ({}): {}", w.origin, w.reason);
     }
     for s in &import.unsupported {
         let what = s
@@ -522,7 +531,7 @@ async fn import_sigma(
         compiled as f64 * 100.0 / total as f64
     };
     println!(
-        "{} compiled, {} unsupported ({share:.1} % compiled); {} rules used only as correlation steps",
+        "{} compiled, {} unsupported ({share:.2} % compiled); {} rules used only as correlation steps",
         compiled,
         import.unsupported.len(),
         import.correlation_only

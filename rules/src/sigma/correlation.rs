@@ -137,6 +137,7 @@ pub(crate) fn correlation_sql(
                 format!("{measure} >= {}", bases.len())
             }
             (_, CorrelationCondition::Threshold { predicates, .. }) => {
+                lower_bounds_only(predicates)?;
                 threshold(&measure, predicates)
             }
             (_, CorrelationCondition::Extended(_)) => {
@@ -177,11 +178,15 @@ fn ordered_hits(
     span: u64,
     entity: &str,
 ) -> Result<String, Unsupported> {
+    // Only a condition that means "every rule" is honoured: a chain of k events in order is
+    // what the joins find, so a condition that k - 1 rules also meet would be missed.
+    let k = bases.len() as u64;
+    let met_by = |count: u64, predicates: &[(ConditionOperator, u64)]| {
+        predicates.iter().all(|(op, n)| holds(*op, count, *n))
+    };
     if let CorrelationCondition::Threshold { predicates, .. } = &corr.condition
         && condition_given
-        && !predicates
-            .iter()
-            .all(|(op, n)| holds(*op, bases.len() as u64, *n))
+        && (!met_by(k, predicates) || met_by(k - 1, predicates))
     {
         return Err(Unsupported::new(
             "`temporal_ordered` with a condition other than all rules is not supported",
@@ -251,6 +256,21 @@ fn holds(op: ConditionOperator, got: u64, n: u64) -> bool {
         ConditionOperator::Gte => got >= n,
         ConditionOperator::Eq => got == n,
         ConditionOperator::Neq => got != n,
+    }
+}
+
+/// Every window here ends at an event and looks back, so a lower bound (`gt`, `gte`) is found
+/// wherever it is first met, but an upper bound would be met by the first event of any burst.
+fn lower_bounds_only(predicates: &[(ConditionOperator, u64)]) -> Result<(), Unsupported> {
+    if predicates
+        .iter()
+        .all(|(op, _)| matches!(op, ConditionOperator::Gt | ConditionOperator::Gte))
+    {
+        Ok(())
+    } else {
+        Err(Unsupported::new(
+            "only `gt`/`gte` conditions are supported on sliding windows (an upper bound or `eq` would hold at the start of every burst)",
+        ))
     }
 }
 

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use rsigma_parser::{
-    ConditionExpr, Detection, DetectionItem, Detections, Quantifier, SelectorPattern, SigmaValue,
+    ConditionExpr, Detection, DetectionItem, Detections, Quantifier, SelectorPattern, SigmaString,
+    SigmaValue, StringPart,
 };
 
 use super::Unsupported;
@@ -167,7 +168,50 @@ fn keywords(
     }) {
         mods.push(rsigma_parser::Modifier::Contains);
     }
-    item_sql("raw", &mods, values, &|f| f.to_string())
+    // `raw` is the record as received, JSON for most sources: a keyword with a backslash or a
+    // quote appears there escaped, so both spellings are searched.
+    let spellings = |v: &SigmaValue| -> Vec<SigmaValue> {
+        let mut out = vec![v.clone()];
+        if let SigmaValue::String(s) = v {
+            let parts: Vec<StringPart> = s
+                .parts
+                .iter()
+                .map(|p| match p {
+                    StringPart::Plain(t) => {
+                        let json = serde_json::to_string(t).unwrap_or_default();
+                        let inner = json
+                            .strip_prefix('"')
+                            .and_then(|j| j.strip_suffix('"'))
+                            .unwrap_or(t);
+                        StringPart::Plain(inner.to_string())
+                    }
+                    other => other.clone(),
+                })
+                .collect();
+            if parts != s.parts {
+                out.push(SigmaValue::String(SigmaString {
+                    parts,
+                    original: s.original.clone(),
+                }));
+            }
+        }
+        out
+    };
+    if mods.contains(&rsigma_parser::Modifier::All) {
+        // Every keyword, each in either spelling.
+        let one: Vec<rsigma_parser::Modifier> = mods
+            .iter()
+            .copied()
+            .filter(|m| *m != rsigma_parser::Modifier::All)
+            .collect();
+        let parts = values
+            .iter()
+            .map(|v| item_sql("raw", &one, &spellings(v), &|f| f.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(balanced(&parts, "AND"));
+    }
+    let spellings: Vec<SigmaValue> = values.iter().flat_map(spellings).collect();
+    item_sql("raw", &mods, &spellings, &|f| f.to_string())
 }
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ pub struct SigmaImport {
     pub compiled: Vec<Rule>,
     /// Documents that were not compiled, with the reason.
     pub unsupported: Vec<SkippedSigma>,
+    /// Problems the parser noted in documents it still read (they compiled).
+    pub warnings: Vec<SkippedSigma>,
     /// Detection rules used only as steps of a correlation (`generate: false`).
     pub correlation_only: usize,
 }
@@ -110,13 +112,21 @@ pub fn compile(texts: &[SigmaText], mappings: &SigmaMappings) -> SigmaImport {
                 continue;
             }
         };
+        // The parser also reports problems of documents it still read (an unknown `level`);
+        // those are warnings, the others documents lost.
+        let lost = collection.is_empty() || collection.errors.iter().any(|e| e.contains("YAML"));
         for e in &collection.errors {
-            out.unsupported.push(SkippedSigma {
+            let s = SkippedSigma {
                 origin: t.origin.clone(),
                 sigma_id: None,
                 title: None,
                 reason: format!("cannot parse: {e}"),
-            });
+            };
+            if lost {
+                out.unsupported.push(s);
+            } else {
+                out.warnings.push(s);
+            }
         }
         for f in &collection.filters {
             out.unsupported.push(SkippedSigma {
@@ -127,8 +137,18 @@ pub fn compile(texts: &[SigmaText], mappings: &SigmaMappings) -> SigmaImport {
             });
         }
         let given = correlation_conditions_given(&t.text);
-        for (i, c) in collection.correlations.into_iter().enumerate() {
-            correlations.push((t.origin.clone(), c, given.get(i).copied().unwrap_or(true)));
+        for c in collection.correlations {
+            // Matched by id and title, not position: a document the parser refused must not
+            // shift one correlation's answer onto the next.
+            let written = given
+                .iter()
+                .find(|(id, title, _)| {
+                    id.is_some() && *id == c.id
+                        || id.is_none() && title.as_deref() == Some(c.title.as_str())
+                })
+                .map(|(_, _, g)| *g)
+                .unwrap_or(true);
+            correlations.push((t.origin.clone(), c, written));
         }
         for r in collection.rules {
             let sources = mappings.sources(&r.logsource);
@@ -173,11 +193,6 @@ pub fn compile(texts: &[SigmaText], mappings: &SigmaMappings) -> SigmaImport {
             )));
             continue;
         }
-        if !corr.generate {
-            for i in &bases {
-                hidden[*i] = true;
-            }
-        }
         let base_refs: Vec<&BaseRule> = bases.iter().map(|i| &rules[*i]).collect();
         if let Some(b) = base_refs.iter().find(|b| b.sources.is_empty()) {
             out.unsupported.push(skip(format!(
@@ -201,21 +216,28 @@ pub fn compile(texts: &[SigmaText], mappings: &SigmaMappings) -> SigmaImport {
             .collect();
         let refs: Vec<&BaseRule> = renamed.iter().collect();
         match correlation::correlation_sql(corr, *given, &refs, mappings) {
-            Ok((sql, entity)) => out.compiled.push(rule_from(
-                Meta {
-                    id: corr.id.as_deref().or(corr.name.as_deref()),
-                    title: &corr.title,
-                    description: corr.description.as_deref(),
-                    author: corr.author.as_deref(),
-                    references: &corr.references,
-                    level: corr.level.map(|l| l.as_str()),
-                    tags: &corr.tags,
-                    origin,
-                },
-                entity,
-                Duration::from_secs(corr.timespan.seconds.max(60)),
-                sql,
-            )),
+            Ok((sql, entity)) => {
+                if !corr.generate {
+                    for i in &bases {
+                        hidden[*i] = true;
+                    }
+                }
+                out.compiled.push(rule_from(
+                    Meta {
+                        id: corr.id.as_deref().or(corr.name.as_deref()),
+                        title: &corr.title,
+                        description: corr.description.as_deref(),
+                        author: corr.author.as_deref(),
+                        references: &corr.references,
+                        level: corr.level.map(|l| l.as_str()),
+                        tags: &corr.tags,
+                        origin,
+                    },
+                    entity,
+                    Duration::from_secs(corr.timespan.seconds.max(60)),
+                    sql,
+                ))
+            }
             Err(u) => out.unsupported.push(skip(u.reason)),
         }
     }
@@ -299,9 +321,10 @@ fn describe(ls: &rsigma_parser::LogSource) -> String {
     }
 }
 
-/// For each correlation document of a file, in order, whether it wrote a `condition` (Sigma's
-/// `temporal` without one means "all rules"; the parser fills in a default we must not take).
-fn correlation_conditions_given(text: &str) -> Vec<bool> {
+/// For each correlation document of a file: its id, its title, and whether it wrote a
+/// `condition` (Sigma's `temporal` without one means "all rules"; the parser fills in a
+/// default we must not take).
+fn correlation_conditions_given(text: &str) -> Vec<(Option<String>, Option<String>, bool)> {
     use serde::Deserialize as _;
     let mut out = Vec::new();
     for doc in yaml_serde::Deserializer::from_str(text) {
@@ -309,7 +332,8 @@ fn correlation_conditions_given(text: &str) -> Vec<bool> {
             break;
         };
         if let Some(c) = v.get("correlation") {
-            out.push(c.get("condition").is_some());
+            let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+            out.push((text("id"), text("title"), c.get("condition").is_some()));
         }
     }
     out

@@ -89,3 +89,40 @@ fn a_detection_rule_credits_its_author_and_keeps_its_level() {
     assert!(is_sigma("title: x\nlogsource:\n  product: windows\n"));
     assert!(!is_sigma("id: a\nsql: SELECT 1\n"));
 }
+
+#[test]
+fn conditions_sliding_windows_cannot_honour_are_refused_and_keep_their_base_rules() {
+    let base = "title: b\nname: base\nlogsource: { product: windows, service: security }\ndetection:\n  s: { EventID: 4625 }\n  condition: s\n";
+    let corr = |body: &str| {
+        format!(
+            "{base}---\ntitle: c\nid: c-1\ncorrelation:\n  type: event_count\n  rules: [ base ]\n  group-by: [ TargetUserName ]\n  timespan: 1h\n{body}"
+        )
+    };
+    let i = one(&corr("  condition: { lt: 3 }\n"));
+    assert!(
+        i.unsupported[0].reason.contains("only `gt`/`gte`"),
+        "{:?}",
+        i.unsupported
+    );
+    // The correlation failed, so its base rule stands on its own.
+    assert_eq!(i.compiled.len(), 1);
+    assert_eq!(i.compiled[0].id, "sigma.base");
+    assert_eq!(i.correlation_only, 0);
+
+    let i = one(&corr("  condition: { gte: 3 }\n"));
+    assert_eq!(i.compiled.len(), 1);
+    assert_eq!(i.compiled[0].id, "sigma.c-1");
+    assert_eq!(i.correlation_only, 1);
+
+    let ordered = format!(
+        "{base}---\ntitle: b2\nname: base2\nlogsource: {{ product: windows, service: security }}\ndetection:\n  s: {{ EventID: 4624 }}\n  condition: s\n---\ntitle: o\nid: o-1\ncorrelation:\n  type: temporal_ordered\n  rules: [ base, base2 ]\n  group-by: [ TargetUserName ]\n  timespan: 1h\n  condition: {{ gte: 1 }}\n"
+    );
+    let i = one(&ordered);
+    assert!(
+        i.unsupported
+            .iter()
+            .any(|u| u.reason.contains("`temporal_ordered` with a condition")),
+        "{:?}",
+        i.unsupported
+    );
+}
