@@ -14,7 +14,7 @@ use rsigma_parser::{
 
 use super::detection::condition_sql;
 use super::mapping::SigmaMappings;
-use super::value::quote;
+use super::value::{balanced, quote};
 use super::{BaseRule, Unsupported};
 use crate::rule::EntityKind;
 
@@ -295,20 +295,15 @@ fn threshold(measure: &str, predicates: &[(ConditionOperator, u64)]) -> String {
 /// A `temporal` boolean condition (`rule_a and (rule_b or rule_c)`) over which rules occurred.
 fn presence_sql(e: &ConditionExpr) -> Result<String, Unsupported> {
     Ok(match e {
-        ConditionExpr::And(xs) => format!(
-            "({})",
-            xs.iter()
-                .map(presence_sql)
-                .collect::<Result<Vec<_>, _>>()?
-                .join(" AND ")
-        ),
-        ConditionExpr::Or(xs) => format!(
-            "({})",
-            xs.iter()
-                .map(presence_sql)
-                .collect::<Result<Vec<_>, _>>()?
-                .join(" OR ")
-        ),
+        ConditionExpr::And(xs) | ConditionExpr::Or(xs) => {
+            let op = if matches!(e, ConditionExpr::And(_)) {
+                "AND"
+            } else {
+                "OR"
+            };
+            let parts = xs.iter().map(presence_sql).collect::<Result<Vec<_>, _>>()?;
+            balanced(&parts, op)
+        }
         ConditionExpr::Not(x) => format!("(NOT {})", presence_sql(x)?),
         ConditionExpr::Identifier(name) => format!(
             "(max(CASE WHEN b.sigma_rule = {} THEN 1 ELSE 0 END) = 1)",
