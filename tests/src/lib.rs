@@ -38,6 +38,8 @@ mod sentinel;
 mod sigma;
 #[cfg(test)]
 mod slt;
+#[cfg(test)]
+mod slt_pipeline;
 
 /// Newest modification time of the files the binary is built from (sources, rule pack, Sigma
 /// mappings, migrations, demo data, manifests).

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
@@ -76,9 +77,41 @@ struct CairnSql {
     engine: Engine,
 }
 
+/// An `.slt` statement or query that failed, in words.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct SqlError(String);
+pub(crate) struct SqlError(pub(crate) String);
+
+/// Query results as `.slt` rows: `NULL` for nulls, `(empty)` for empty strings.
+pub(crate) fn rows(batches: &[RecordBatch]) -> Result<DBOutput<DefaultColumnType>, SqlError> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    let mut width = 0;
+    for b in batches {
+        width = b.num_columns();
+        let formatters = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SqlError(e.to_string()))?;
+        for row in 0..b.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| {
+                        let v = f.value(row).to_string();
+                        if v.is_empty() { "(empty)".into() } else { v }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(DBOutput::Rows {
+        types: vec![DefaultColumnType::Any; width],
+        rows,
+    })
+}
 
 #[async_trait]
 impl AsyncDB for CairnSql {
@@ -91,33 +124,7 @@ impl AsyncDB for CairnSql {
             .query_batches(sql)
             .await
             .map_err(|e| SqlError(e.to_string()))?;
-        let options = FormatOptions::default().with_null("NULL");
-        let mut rows = Vec::new();
-        let mut width = 0;
-        for b in &batches {
-            width = b.num_columns();
-            let formatters = b
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| SqlError(e.to_string()))?;
-            for row in 0..b.num_rows() {
-                rows.push(
-                    formatters
-                        .iter()
-                        .map(|f| {
-                            let v = f.value(row).to_string();
-                            if v.is_empty() { "(empty)".into() } else { v }
-                        })
-                        .collect(),
-                );
-            }
-        }
-        Ok(DBOutput::Rows {
-            types: vec![DefaultColumnType::Any; width],
-            rows,
-        })
+        rows(&batches)
     }
 
     async fn shutdown(&mut self) {}

@@ -360,7 +360,10 @@ pub trait Store: Send + Sync {
     /// entities: new incidents about the same entities name them.
     async fn closed_incidents_since(&self, since: DateTime<Utc>) -> Result<Vec<Incident>>;
     /// Writes a correlation pass's results atomically; new incidents get their numbers here.
+    /// An incident's status is the analyst's: a pass never changes it.
     async fn apply(&self, changes: &CorrelationChanges) -> Result<()>;
+    /// Sets an incident's status (an analyst's decision); false when there is no such incident.
+    async fn set_incident_status(&self, id: &str, status: IncidentStatus) -> Result<bool>;
     /// Lists incidents, newest first.
     async fn incidents(&self, filter: &IncidentFilter) -> Result<IncidentPage>;
     /// One incident with its detections and merge reasons.

@@ -1149,6 +1149,19 @@ impl Store for SqliteStore {
         }))
     }
 
+    async fn set_incident_status(&self, id: &str, status: IncidentStatus) -> Result<bool> {
+        let done = sqlx::query("UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(ms(Utc::now()))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(CorrelateError::storage(format!(
+                "setting the status of incident {id}"
+            )))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn incident_id_by_number(&self, number: i64) -> Result<Option<String>> {
         sqlx::query_scalar("SELECT id FROM incidents WHERE number = ?")
             .bind(number)
