@@ -5,12 +5,14 @@
 //!   ([`engine`]), [`identity`] resolution, every rule, detections keyed by
 //!   `(rule, entity, window bucket)`, and [`merge`] into incidents;
 //! - [`store`] persists it all ([`store::sqlite::SqliteStore`] is the embedded default);
-//! - [`rule_tests`] runs rules' inline tests on the same engine (`cairn rules test`).
+//! - [`rule_tests`] runs rules' inline tests on the same engine (`cairn rules test`);
+//! - [`generator`] makes seeded synthetic findings for benchmarks and property tests.
 
 pub mod archive;
 pub mod correlator;
 pub mod engine;
 pub mod error;
+pub mod generator;
 pub mod identity;
 pub mod merge;
 #[cfg(test)]

@@ -21,24 +21,7 @@ use crate::correlator::{CorrelateConfig, run_pass};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{IncidentFilter, Store};
 
-/// A small deterministic generator (SplitMix64): no dependency, same stream everywhere.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
+pub(crate) use crate::generator::Rng;
 
 /// Event times spread over this many hours (see the module docs).
 const SPAN_HOURS: usize = 60;
