@@ -494,13 +494,19 @@ mod tests {
                     .replace("window: 1h", "window: 3d")
                     .replace("id: t.good", "id: t.g"),
             ),
+            text(
+                "h.yml",
+                &GOOD
+                    .replace("id: t.good", "id: t.h")
+                    .replace("FROM findings", "FROM findings WHERE raw LIKE '%x%'"),
+            ),
         ];
         let errors = RuleSet::from_texts(texts)
             .await
             .expect_err("bad rules fail")
             .0;
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert_eq!(errors.len(), 6, "{shown:#?}");
+        assert_eq!(errors.len(), 7, "{shown:#?}");
         assert!(
             shown[0].starts_with("b.yml:6: invalid SQL:") && shown[0].contains("nosuchcolumn"),
             "{}",
@@ -528,6 +534,11 @@ mod tests {
             shown[4]
         );
         assert!(shown[5].starts_with("g.yml:5: window `3d`"), "{}", shown[5]);
+        assert!(
+            shown[6].starts_with("h.yml:6: invalid SQL: the query reads `raw`"),
+            "{}",
+            shown[6]
+        );
     }
 
     #[tokio::test]

@@ -118,6 +118,24 @@ fn is_integer(t: &DataType) -> bool {
     t.is_integer()
 }
 
+/// Whether any node of `plan` (subqueries included) names a column `raw`.
+fn reads_raw(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        found = node
+            .expressions()
+            .iter()
+            .any(|e| e.column_refs().iter().any(|c| c.name == "raw"));
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
 /// A result column: its name, the test of its type, and that type in words.
 type ColumnCheck = (&'static str, fn(&DataType) -> bool, &'static str);
 
@@ -128,6 +146,13 @@ pub(crate) async fn check_query(ctx: &SessionContext, sql: &str) -> Result<Logic
         .await
         .map_err(|e| e.strip_backtrace())?;
     let plan = df.logical_plan().clone();
+    if reads_raw(&plan) {
+        return Err(
+            "the query reads `raw`, which the correlation window leaves empty (the record is \
+             evidence in the store); read the event's values from `fields`"
+                .into(),
+        );
+    }
     let schema = plan.schema();
     let required: [ColumnCheck; 4] = [
         ("entity_key", is_string, "a string"),

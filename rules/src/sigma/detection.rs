@@ -3,8 +3,7 @@
 use std::collections::HashMap;
 
 use rsigma_parser::{
-    ConditionExpr, Detection, DetectionItem, Detections, Quantifier, SelectorPattern, SigmaString,
-    SigmaValue, StringPart,
+    ConditionExpr, Detection, DetectionItem, Detections, Quantifier, SelectorPattern, SigmaValue,
 };
 
 use super::Unsupported;
@@ -151,7 +150,8 @@ fn item(i: &DetectionItem, source: &SourceMapping) -> Result<String, Unsupported
     }
 }
 
-/// Keywords search the whole original record, as Sigma's full-text search does.
+/// Keywords search every value of the event (its `fields`), as Sigma's full-text search does;
+/// the verbatim record is evidence in the store, not part of the correlation window.
 fn keywords(
     values: &[SigmaValue],
     modifiers: &[rsigma_parser::Modifier],
@@ -168,51 +168,11 @@ fn keywords(
     }) {
         mods.push(rsigma_parser::Modifier::Contains);
     }
-    // `raw` is the record as received, JSON for most sources: a keyword with a backslash or a
-    // quote appears there escaped, so both spellings are searched.
-    let spellings = |v: &SigmaValue| -> Vec<SigmaValue> {
-        let mut out = vec![v.clone()];
-        if let SigmaValue::String(s) = v {
-            let parts: Vec<StringPart> = s
-                .parts
-                .iter()
-                .map(|p| match p {
-                    StringPart::Plain(t) => {
-                        let json = serde_json::to_string(t).unwrap_or_default();
-                        let inner = json
-                            .strip_prefix('"')
-                            .and_then(|j| j.strip_suffix('"'))
-                            .unwrap_or(t);
-                        StringPart::Plain(inner.to_string())
-                    }
-                    other => other.clone(),
-                })
-                .collect();
-            if parts != s.parts {
-                out.push(SigmaValue::String(SigmaString {
-                    parts,
-                    original: s.original.clone(),
-                }));
-            }
-        }
-        out
-    };
-    if mods.contains(&rsigma_parser::Modifier::All) {
-        // Every keyword, each in either spelling.
-        let one: Vec<rsigma_parser::Modifier> = mods
-            .iter()
-            .copied()
-            .filter(|m| *m != rsigma_parser::Modifier::All)
-            .collect();
-        let parts = values
-            .iter()
-            .map(|v| item_sql("raw", &one, &spellings(v), &|f| f.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(balanced(&parts, "AND"));
-    }
-    let spellings: Vec<SigmaValue> = values.iter().flat_map(spellings).collect();
-    item_sql("raw", &mods, &spellings, &|f| f.to_string())
+    item_sql(KEYWORD_TEXT, &mods, values, &|f| f.to_string())
 }
+
+/// The text keywords search: the event's values, one per line.
+const KEYWORD_TEXT: &str = "array_to_string(map_values(fields), '\n')";
 
 #[cfg(test)]
 mod tests {
