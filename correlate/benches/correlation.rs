@@ -11,7 +11,9 @@
 //!
 //! A tick here is a full recompute: every rule runs over the whole window (incremental
 //! evaluation per touched entity is not built yet), so these figures are the baseline it must
-//! beat. The latency counts rule evaluation and detection collection, not the store write.
+//! beat. They are rule-engine figures, a lower bound of a pass: building the table and running
+//! the rules, without reading the window from the store, identity resolution (the `identities`
+//! and `directory` tables are empty), merging or the store write.
 
 use std::time::{Duration, Instant};
 

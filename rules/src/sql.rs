@@ -82,10 +82,32 @@ pub fn read_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
+/// The schema of the `findings` table rules see: the Finding schema without `raw`. The
+/// verbatim record is evidence, kept in the store and read when an incident is opened; rules
+/// read the event's values from `fields`, and the window does not carry a copy of every record.
+pub fn window_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let full = finding_schema();
+            let fields: Vec<Field> = full
+                .fields()
+                .iter()
+                .filter(|f| f.name() != RAW_COLUMN)
+                .map(|f| f.as_ref().clone())
+                .collect();
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
+}
+
+/// The Finding column the window leaves out (see [`window_schema`]).
+pub const RAW_COLUMN: &str = "raw";
+
 /// A session whose `findings` table is empty, for planning rules at load time.
 pub(crate) fn planning_session() -> datafusion::error::Result<SessionContext> {
     let ctx = new_session();
-    let schema: SchemaRef = finding_schema();
+    let schema: SchemaRef = window_schema();
     let table = MemTable::try_new(schema, vec![vec![]])?;
     ctx.register_table(FINDINGS_TABLE, Arc::new(table))?;
     for (name, schema) in [
@@ -118,24 +140,6 @@ fn is_integer(t: &DataType) -> bool {
     t.is_integer()
 }
 
-/// Whether any node of `plan` (subqueries included) names a column `raw`.
-fn reads_raw(plan: &LogicalPlan) -> bool {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        found = node
-            .expressions()
-            .iter()
-            .any(|e| e.column_refs().iter().any(|c| c.name == "raw"));
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
-}
-
 /// A result column: its name, the test of its type, and that type in words.
 type ColumnCheck = (&'static str, fn(&DataType) -> bool, &'static str);
 
@@ -146,13 +150,6 @@ pub(crate) async fn check_query(ctx: &SessionContext, sql: &str) -> Result<Logic
         .await
         .map_err(|e| e.strip_backtrace())?;
     let plan = df.logical_plan().clone();
-    if reads_raw(&plan) {
-        return Err(
-            "the query reads `raw`, which the correlation window leaves empty (the record is \
-             evidence in the store); read the event's values from `fields`"
-                .into(),
-        );
-    }
     let schema = plan.schema();
     let required: [ColumnCheck; 4] = [
         ("entity_key", is_string, "a string"),

@@ -169,11 +169,16 @@ impl CairnPipeline {
             .await
             .map_err(fail)?
             .ok_or_else(|| fail(format!("no incident {n}")))?;
-        self.store
+        let done = self
+            .store
             .set_incident_status(&id, IncidentStatus::Closed)
             .await
             .map_err(fail)?;
-        Ok(())
+        if done {
+            Ok(())
+        } else {
+            Err(fail(format!("incident {n} was merged into another")))
+        }
     }
 
     /// A session whose tables show the store as it is now.

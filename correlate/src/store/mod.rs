@@ -360,9 +360,11 @@ pub trait Store: Send + Sync {
     /// entities: new incidents about the same entities name them.
     async fn closed_incidents_since(&self, since: DateTime<Utc>) -> Result<Vec<Incident>>;
     /// Writes a correlation pass's results atomically; new incidents get their numbers here.
-    /// An incident's status is the analyst's: a pass never changes it.
+    /// An incident's status is the analyst's: a pass changes it only to close an incident it
+    /// merges into another (`changes.merged`).
     async fn apply(&self, changes: &CorrelationChanges) -> Result<()>;
-    /// Sets an incident's status (an analyst's decision); false when there is no such incident.
+    /// Sets an incident's status (an analyst's decision); false when there is no such
+    /// incident or it was merged into another (its detections live there now).
     async fn set_incident_status(&self, id: &str, status: IncidentStatus) -> Result<bool>;
     /// Lists incidents, newest first.
     async fn incidents(&self, filter: &IncidentFilter) -> Result<IncidentPage>;

@@ -1150,15 +1150,17 @@ impl Store for SqliteStore {
     }
 
     async fn set_incident_status(&self, id: &str, status: IncidentStatus) -> Result<bool> {
-        let done = sqlx::query("UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(ms(Utc::now()))
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(CorrelateError::storage(format!(
-                "setting the status of incident {id}"
-            )))?;
+        let done = sqlx::query(
+            "UPDATE incidents SET status = ?, updated_at = ? WHERE id = ? AND merged_into IS NULL",
+        )
+        .bind(status.as_str())
+        .bind(ms(Utc::now()))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(CorrelateError::storage(format!(
+            "setting the status of incident {id}"
+        )))?;
         Ok(done.rows_affected() == 1)
     }
 

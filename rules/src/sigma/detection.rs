@@ -150,8 +150,10 @@ fn item(i: &DetectionItem, source: &SourceMapping) -> Result<String, Unsupported
     }
 }
 
-/// Keywords search every value of the event (its `fields`), as Sigma's full-text search does;
-/// the verbatim record is evidence in the store, not part of the correlation window.
+/// Keywords search the event's values (its `fields` and typed text columns), as Sigma's
+/// full-text search does; the verbatim record is evidence in the store, not part of the
+/// correlation window. Normalizers that keep only some of a record's fields (Entra, ASFF) limit
+/// what keywords can find there.
 fn keywords(
     values: &[SigmaValue],
     modifiers: &[rsigma_parser::Modifier],
@@ -171,8 +173,9 @@ fn keywords(
     item_sql(KEYWORD_TEXT, &mods, values, &|f| f.to_string())
 }
 
-/// The text keywords search: the event's values, one per line.
-const KEYWORD_TEXT: &str = "array_to_string(map_values(fields), '\n')";
+/// The text keywords search: the event's values and its typed text columns, one per line.
+const KEYWORD_TEXT: &str = "concat_ws('\n', title, actor_user, user_name, src_ip, device_hostname, \
+     resource_uid, array_to_string(map_values(fields), '\n'))";
 
 #[cfg(test)]
 mod tests {
