@@ -140,16 +140,22 @@ async fn engine() -> Result<CairnSql, SqlError> {
     Ok(CairnSql { engine })
 }
 
-#[tokio::test]
-async fn slt_files_pass() {
-    let dir = repo_root().join("tests/slt");
+/// The `.slt` files directly in `dir` (under the repository root), in name order.
+pub(crate) fn slt_files(dir: &str) -> Vec<PathBuf> {
+    let dir = repo_root().join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/slt")
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no .slt files in {}", dir.display());
+    files
+}
+
+#[tokio::test]
+async fn slt_files_pass() {
+    let files = slt_files("tests/slt");
+    assert!(!files.is_empty(), "no .slt files in tests/slt");
     let mut failures = Vec::new();
     for f in &files {
         let mut runner = Runner::new(engine);

@@ -18,7 +18,6 @@
 //! and `last_pass(findings, archived, detections_new, detections_updated, incidents_new,
 //! incidents_updated, window_start_min, window_end_min)`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
@@ -34,8 +33,7 @@ use cairn_ingest::Page;
 use cairn_rules::RuleSet;
 use cairn_rules::rule_test::{RuleTest, TestFinding, test_epoch};
 
-use crate::repo_root;
-use crate::slt::{SqlError, rows};
+use crate::slt::{SqlError, rows, slt_files};
 
 struct CairnPipeline {
     dir: tempfile::TempDir,
@@ -424,14 +422,8 @@ impl AsyncDB for CairnPipeline {
 
 #[tokio::test]
 async fn pipeline_slt_files_pass() {
-    let dir = repo_root().join("tests/slt/pipeline");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/slt/pipeline")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 2, "too few .slt files in {}", dir.display());
+    let files = slt_files("tests/slt/pipeline");
+    assert!(files.len() >= 2, "too few .slt files in tests/slt/pipeline");
     let mut failures = Vec::new();
     for f in &files {
         let mut runner = Runner::new(CairnPipeline::new);
