@@ -54,9 +54,9 @@ pub struct PassReport {
     pub findings: usize,
     /// Findings moved to the archive because they are older than the window.
     pub archived: usize,
-    /// Bytes the window's Arrow table has allocated (every column; `raw` is left empty, see
-    /// [`run_pass`]; builders round up, so small windows look larger per finding). Query-time
-    /// memory is not counted.
+    /// Bytes the window's Arrow batch has allocated (`raw` is left empty, see [`run_pass`];
+    /// builders round up, so small windows look larger per finding). Query-time memory is not
+    /// counted.
     pub window_bytes: usize,
     /// Findings whose resolved identity changed.
     pub identities_changed: usize,
@@ -241,8 +241,9 @@ pub async fn run_pass(
 
     let mut findings: Vec<Finding> = store.findings_since(since).await?;
     report.findings = findings.len();
-    // The verbatim record is evidence, read from the store when an analyst opens it; rules
-    // read `fields` (the loader refuses rules that name `raw`), so the window does not carry it.
+    // The window's table has no `raw` column (`window_schema`): the verbatim record is
+    // evidence, read from the store when an analyst opens it. Dropping it here spares copying
+    // every record into the batch only for the engine to project it away.
     for f in &mut findings {
         f.raw = String::new();
     }

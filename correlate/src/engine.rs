@@ -12,11 +12,11 @@ use datafusion::execution::context::SessionContext;
 
 use arrow::array::{ArrayRef, BooleanArray, ListBuilder, StringArray, StringBuilder};
 
-use cairn_ingest::{DirectoryObject, finding_schema};
+use cairn_ingest::DirectoryObject;
 use cairn_rules::Rule;
 use cairn_rules::sql::{
-    DIRECTORY_TABLE, FINDINGS_TABLE, IDENTITIES_TABLE, RAW_COLUMN, directory_schema,
-    identities_schema, new_session, read_only, window_schema,
+    DIRECTORY_TABLE, FINDINGS_TABLE, IDENTITIES_TABLE, directory_schema, identities_schema,
+    new_session, read_only, window_projection, window_schema,
 };
 
 use crate::error::{CorrelateError, Result};
@@ -44,17 +44,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// A session whose `findings` table holds `batches` (of [`finding_schema`]) without their
+    /// A session whose `findings` table holds `batches` (of [`cairn_ingest::finding_schema`]) without their
     /// `raw` column ([`window_schema`]).
     pub fn new(batches: Vec<RecordBatch>) -> Result<Engine> {
         let ctx = new_session();
-        let full = finding_schema();
-        let keep: Vec<usize> = (0..full.fields().len())
-            .filter(|i| full.field(*i).name() != RAW_COLUMN)
-            .collect();
         let batches = batches
             .iter()
-            .map(|b| b.project(&keep))
+            .map(|b| b.project(window_projection()))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| CorrelateError::Internal(format!("cannot project the window: {e}")))?;
         let table = MemTable::try_new(window_schema(), vec![batches]).map_err(|e| {

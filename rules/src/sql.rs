@@ -89,16 +89,25 @@ pub fn window_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
         .get_or_init(|| {
-            let full = finding_schema();
-            let fields: Vec<Field> = full
-                .fields()
+            let fields: Vec<Field> = window_projection()
                 .iter()
-                .filter(|f| f.name() != RAW_COLUMN)
-                .map(|f| f.as_ref().clone())
+                .map(|i| finding_schema().field(*i).clone())
                 .collect();
             Arc::new(Schema::new(fields))
         })
         .clone()
+}
+
+/// The indices of [`finding_schema`]'s columns that the window keeps, for
+/// `RecordBatch::project` of a findings batch into [`window_schema`].
+pub fn window_projection() -> &'static [usize] {
+    static KEEP: OnceLock<Vec<usize>> = OnceLock::new();
+    KEEP.get_or_init(|| {
+        let full = finding_schema();
+        (0..full.fields().len())
+            .filter(|i| full.field(*i).name() != RAW_COLUMN)
+            .collect()
+    })
 }
 
 /// The Finding column the window leaves out (see [`window_schema`]).
