@@ -9,24 +9,92 @@
 //! `CAIRN_BENCH_LATENCY_WINDOW` (findings in the window of the latency run, default 200000),
 //! `CAIRN_BENCH_SECONDS` (length of the latency run, default 20).
 //!
-//! A tick here is a full recompute: every rule runs over the whole window (incremental
-//! evaluation per touched entity is not built yet), so these figures are the baseline it must
-//! beat. They are rule-engine figures, a lower bound of a pass: building the table and running
-//! the rules, without reading the window from the store, identity resolution (the `identities`
-//! and `directory` tables are empty), merging or the store write.
+//! A tick is what the correlator's pass does with its window ([`IncrementalEngine`]): append
+//! the new records, expire what left the window, and evaluate each rule over the parts of the
+//! window the new and expired records touch (rules without `partition_by` over all of it).
+//! The first tick over a window evaluates everything and is reported as the full recompute.
+//! These are rule-engine figures, a lower bound of a pass: without reading the window from the
+//! store, identity resolution (the `identities` and `directory` tables are empty), merging or
+//! the store write.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
 use chrono::{DateTime, Utc};
 
-use cairn_correlate::engine::Engine;
 use cairn_correlate::generator::MixedRecords;
-use cairn_ingest::to_record_batch;
+use cairn_correlate::incremental::{Evaluation, IncrementalEngine, TickStats, WindowDelta};
+use cairn_ingest::Finding;
 use cairn_rules::RuleSet;
 
 const CHUNK: usize = 50_000;
 const TICK_RECORDS: usize = 10_000;
+
+fn epoch() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_763_280_000, 0).unwrap_or_default()
+}
+
+/// `n` findings spread evenly over `span` from `start`, in chunks.
+fn chunks(
+    generator: &mut MixedRecords,
+    n: usize,
+    start: DateTime<Utc>,
+    span: Duration,
+) -> impl Iterator<Item = Vec<Finding>> + '_ {
+    let step = span.as_secs_f64() / n.max(1) as f64;
+    (0..n).step_by(CHUNK).map(move |done| {
+        (done..(done + CHUNK).min(n))
+            .map(|i| {
+                let at = start + chrono::Duration::milliseconds((i as f64 * step * 1000.0) as i64);
+                let mut f = generator.record(at);
+                // As the correlator does: the verbatim record stays in the store.
+                f.raw = String::new();
+                f
+            })
+            .collect()
+    })
+}
+
+fn append(engine: &mut IncrementalEngine, findings: Vec<Finding>) {
+    engine
+        .apply(WindowDelta {
+            upserts: findings,
+            removed: Vec::new(),
+        })
+        .expect("apply");
+}
+
+/// What one tick took and found.
+struct Tick {
+    took: Duration,
+    detections: usize,
+    stats: TickStats,
+    /// Each rule's share, slowest first, with how it was evaluated.
+    per_rule: Vec<(String, Evaluation, Duration)>,
+}
+
+/// One tick of `engine` (its changes already applied).
+async fn tick(rules: &RuleSet, engine: &mut IncrementalEngine) -> Tick {
+    let started = Instant::now();
+    let (outcomes, stats) = engine
+        .tick(rules, &BTreeMap::new(), &[])
+        .await
+        .expect("tick");
+    let took = started.elapsed();
+    let mut detections = 0;
+    let mut per_rule = Vec::new();
+    for o in outcomes {
+        per_rule.push((o.rule.id.clone(), o.evaluation, o.took));
+        detections += o.result.expect("rule runs").0.len();
+    }
+    per_rule.sort_by_key(|(_, _, d)| std::cmp::Reverse(*d));
+    Tick {
+        took,
+        detections,
+        stats,
+        per_rule,
+    }
+}
 
 fn env_list(name: &str, default: &str) -> Vec<usize> {
     std::env::var(name)
@@ -41,69 +109,6 @@ fn env_num(name: &str, default: usize) -> usize {
         .first()
         .copied()
         .unwrap_or(default)
-}
-
-fn epoch() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_763_280_000, 0).unwrap_or_default()
-}
-
-/// `n` findings spread evenly over `span` from `start`, as Arrow batches.
-fn batches(
-    generator: &mut MixedRecords,
-    n: usize,
-    start: DateTime<Utc>,
-    span: Duration,
-) -> Vec<RecordBatch> {
-    let step = span.as_secs_f64() / n.max(1) as f64;
-    let mut out = Vec::new();
-    let mut done = 0;
-    while done < n {
-        let m = CHUNK.min(n - done);
-        let findings: Vec<_> = (done..done + m)
-            .map(|i| {
-                let at = start + chrono::Duration::milliseconds((i as f64 * step * 1000.0) as i64);
-                let mut f = generator.record(at);
-                // As `run_pass` does: the verbatim record stays in the store, not the window.
-                f.raw = String::new();
-                f
-            })
-            .collect();
-        out.push(to_record_batch(&findings).expect("batch"));
-        done += m;
-    }
-    out
-}
-
-fn bytes(batches: &[RecordBatch]) -> usize {
-    batches.iter().map(RecordBatch::get_array_memory_size).sum()
-}
-
-/// What one tick took and found.
-struct Tick {
-    took: Duration,
-    detections: usize,
-    /// Each rule's share, slowest first.
-    per_rule: Vec<(String, Duration)>,
-}
-
-/// Every rule over the window.
-async fn tick(rules: &RuleSet, window: Vec<RecordBatch>) -> Tick {
-    let started = Instant::now();
-    let engine = Engine::new(window).expect("engine");
-    let mut detections = 0;
-    let mut per_rule = Vec::new();
-    for rule in rules.rules() {
-        let t = Instant::now();
-        let (hits, _) = engine.evaluate(rule).await.expect("rule runs");
-        per_rule.push((rule.id.clone(), t.elapsed()));
-        detections += hits.len();
-    }
-    per_rule.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
-    Tick {
-        took: started.elapsed(),
-        detections,
-        per_rule,
-    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -129,43 +134,58 @@ async fn main() {
         // About one person per 50 records, one host per 200, one address per 100.
         let mut generator = MixedRecords::new(42, n / 50 + 1, n / 200 + 1, n / 100 + 1);
         let built = Instant::now();
-        let window = batches(&mut generator, n, epoch(), day);
-        let window_bytes = bytes(&window);
-        let fresh = batches(
-            &mut generator,
-            TICK_RECORDS,
-            epoch() + chrono::Duration::from_std(day).unwrap_or_default(),
-            Duration::from_secs(60),
+        let mut engine = IncrementalEngine::new();
+        for chunk in chunks(&mut generator, n, epoch(), day).collect::<Vec<_>>() {
+            append(&mut engine, chunk);
+        }
+        let generated = built.elapsed();
+        let full = tick(&rules, &mut engine).await;
+        let bytes = engine.memory_bytes();
+        println!(
+            "window {n:>10} findings: {:.0} MB with indexes, {} B per finding (generated in {:.1} s)",
+            bytes as f64 / 1e6,
+            bytes / n.max(1),
+            generated.as_secs_f64()
         );
         println!(
-            "window {n:>10} findings: {:.0} MB of Arrow, {} B per finding (generated in {:.1} s)",
-            window_bytes as f64 / 1e6,
-            window_bytes / n.max(1),
-            built.elapsed().as_secs_f64()
+            "window {n:>10} findings: full recompute (every rule over the window) {:.0} ms; {} rows",
+            full.took.as_secs_f64() * 1e3,
+            full.detections
         );
+        // Ticks: 10 000 new records at the window's end, as many old ones expire.
+        let mut clock = epoch() + chrono::Duration::from_std(day).unwrap_or_default();
+        let tick_span = Duration::from_secs(30);
         let mut times = Vec::new();
         let mut last = None;
-        for _ in 0..3 {
-            let mut all = window.clone();
-            all.extend(fresh.iter().cloned());
-            let t = tick(&rules, all).await;
+        for _ in 0..5 {
+            let fresh: Vec<Finding> = chunks(&mut generator, TICK_RECORDS, clock, tick_span)
+                .flatten()
+                .collect();
+            clock += chrono::Duration::from_std(tick_span).unwrap_or_default();
+            append(&mut engine, fresh);
+            engine.expire_before(clock - chrono::Duration::from_std(day).unwrap_or_default());
+            let t = tick(&rules, &mut engine).await;
             times.push(t.took.as_secs_f64());
             last = Some(t);
         }
         let Some(last) = last else { continue };
-        let found = last.detections;
         times.sort_by(f64::total_cmp);
         println!(
-            "window {n:>10} findings: tick with {TICK_RECORDS} new records, full pack: median {:.0} ms (min {:.0}, max {:.0}); {found} detections",
-            times[1] * 1e3,
+            "window {n:>10} findings: tick with {TICK_RECORDS} new records, full pack: median {:.0} ms (min {:.0}, max {:.0}); {} rows; rules {} partial, {} full, {} skipped; {:.1} M rows read",
+            times[2] * 1e3,
             times[0] * 1e3,
-            times[2] * 1e3
+            times[4] * 1e3,
+            last.detections,
+            last.stats.rules_partial,
+            last.stats.rules_full,
+            last.stats.rules_skipped,
+            last.stats.rows_evaluated as f64 / 1e6
         );
         let slowest: Vec<String> = last
             .per_rule
             .iter()
             .take(5)
-            .map(|(id, d)| format!("{id} {:.0} ms", d.as_secs_f64() * 1e3))
+            .map(|(id, e, d)| format!("{id} ({e:?}) {:.0} ms", d.as_secs_f64() * 1e3))
             .collect();
         println!("  slowest rules: {}", slowest.join(", "));
     }
@@ -176,39 +196,32 @@ async fn main() {
     let size = env_num("CAIRN_BENCH_LATENCY_WINDOW", 200_000);
     let seconds = env_num("CAIRN_BENCH_SECONDS", 20);
     let mut generator = MixedRecords::new(7, size / 50 + 1, size / 200 + 1, size / 100 + 1);
-    let mut window = batches(&mut generator, size, epoch(), day);
+    let mut engine = IncrementalEngine::new();
+    for chunk in chunks(&mut generator, size, epoch(), day).collect::<Vec<_>>() {
+        append(&mut engine, chunk);
+    }
+    tick(&rules, &mut engine).await;
     let mut clock = epoch() + chrono::Duration::from_std(day).unwrap_or_default();
     let mut latencies: Vec<f64> = Vec::new();
     let mut previous = Duration::from_millis(100);
     let started = Instant::now();
     let mut ticks = 0;
     while started.elapsed() < Duration::from_secs(seconds as u64) {
-        let arrived = ((rate as f64) * previous.as_secs_f64()).ceil() as usize;
-        let fresh = batches(&mut generator, arrived.max(1), clock, previous);
+        let arrived = (((rate as f64) * previous.as_secs_f64()).ceil() as usize).max(1);
+        let fresh: Vec<Finding> = chunks(&mut generator, arrived, clock, previous)
+            .flatten()
+            .collect();
         clock += chrono::Duration::from_std(previous).unwrap_or_default();
-        let arrivals: usize = fresh.iter().map(RecordBatch::num_rows).sum();
-        window.extend(fresh);
-        // Keep the window at its size: the oldest batches leave as new ones come.
-        let mut excess = window
-            .iter()
-            .map(RecordBatch::num_rows)
-            .sum::<usize>()
-            .saturating_sub(size);
-        while excess > 0 && !window.is_empty() {
-            let rows = window[0].num_rows();
-            if rows <= excess {
-                window.remove(0);
-                excess -= rows;
-            } else {
-                window[0] = window[0].slice(excess, rows - excess);
-                excess = 0;
-            }
-        }
-        let took = tick(&rules, window.clone()).await.took;
+        let t = Instant::now();
+        append(&mut engine, fresh);
+        // The window keeps a day: what is older leaves as new records come.
+        engine.expire_before(clock - chrono::Duration::from_std(day).unwrap_or_default());
+        tick(&rules, &mut engine).await;
+        let took = t.elapsed();
         // Arrivals were uniform over the previous tick; each waited for the rest of it and
         // then for this tick.
-        for i in 0..arrivals {
-            let waited = previous.as_secs_f64() * (1.0 - (i as f64 + 0.5) / arrivals as f64);
+        for i in 0..arrived {
+            let waited = previous.as_secs_f64() * (1.0 - (i as f64 + 0.5) / arrived as f64);
             latencies.push(waited + took.as_secs_f64());
         }
         previous = took;

@@ -11,12 +11,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use cairn_ingest::{Finding, to_record_batch};
+use cairn_ingest::Finding;
 use cairn_rules::{EntityKind, Rule, RuleSet};
 
-use crate::engine::{Engine, RuleHit};
+use crate::engine::RuleHit;
 use crate::error::{CorrelateError, Result};
 use crate::identity;
+use crate::incremental::{IncrementalEngine, RuleOutcome};
 use crate::merge::merge;
 use crate::store::{Detection, IdentityUpdate, Store, detection_id};
 
@@ -54,9 +55,9 @@ pub struct PassReport {
     pub findings: usize,
     /// Findings moved to the archive because they are older than the window.
     pub archived: usize,
-    /// Bytes the window's Arrow batch has allocated (`raw` is left empty, see [`run_pass`];
-    /// builders round up, so small windows look larger per finding). Query-time memory is not
-    /// counted.
+    /// Bytes the window holds between passes: its Arrow segments (without `raw`, see
+    /// [`Correlator::pass`]; builders round up, so small windows look larger per finding) and
+    /// its partition indexes. Query-time memory is not counted.
     pub window_bytes: usize,
     /// Findings whose resolved identity changed.
     pub identities_changed: usize,
@@ -77,6 +78,16 @@ pub struct PassReport {
     pub rule_errors: Vec<String>,
     /// Rows skipped because they named no entity.
     pub rows_without_entity: usize,
+    /// Rules evaluated over the whole window (no `partition_by`, first pass, or their
+    /// `identities`/`directory` tables changed).
+    pub rules_full: usize,
+    /// Rules evaluated only over the parts of the window that new, changed or expired
+    /// findings touched.
+    pub rules_partial: usize,
+    /// Rules not evaluated: nothing in their parts changed.
+    pub rules_skipped: usize,
+    /// Rows the rule evaluations read, summed over rules.
+    pub rows_evaluated: usize,
 }
 
 fn to_detection(rule: &Rule, hit: RuleHit) -> Detection {
@@ -207,8 +218,47 @@ pub struct IdentityTables {
     pub directory: Vec<cairn_ingest::DirectoryObject>,
 }
 
-/// Runs one pass over the store's current window.
+/// Runs one pass over the store's current window, evaluating every rule over all of it.
 pub async fn run_pass(
+    store: &dyn Store,
+    rules: &RuleSet,
+    config: &CorrelateConfig,
+) -> Result<PassReport> {
+    Correlator::new().pass(store, rules, config).await
+}
+
+/// Correlation passes that keep the window in memory between them, so that each pass
+/// evaluates rules only over the parts of the window that changed ([`crate::incremental`]).
+/// The detections are those of [`run_pass`] over the same store.
+#[derive(Default)]
+pub struct Correlator {
+    engine: IncrementalEngine,
+}
+
+impl Correlator {
+    /// A correlator whose first pass evaluates every rule over the whole window.
+    pub fn new() -> Correlator {
+        Correlator::default()
+    }
+
+    /// Runs one pass over the store's current window.
+    pub async fn pass(
+        &mut self,
+        store: &dyn Store,
+        rules: &RuleSet,
+        config: &CorrelateConfig,
+    ) -> Result<PassReport> {
+        let result = pass(&mut self.engine, store, rules, config).await;
+        if result.is_err() {
+            // What was evaluated may not have been written: start over with everything.
+            self.engine = IncrementalEngine::new();
+        }
+        result
+    }
+}
+
+async fn pass(
+    engine: &mut IncrementalEngine,
     store: &dyn Store,
     rules: &RuleSet,
     config: &CorrelateConfig,
@@ -249,14 +299,18 @@ pub async fn run_pass(
     }
     let identities = resolve_identities(store, &mut findings, &mut report).await?;
 
-    let batch = to_record_batch(&findings)
-        .map_err(|e| CorrelateError::Internal(format!("cannot build the window batch: {e}")))?;
-    report.window_bytes = batch.get_array_memory_size();
-    let engine = Engine::new(vec![batch])?;
-    engine.set_identities(&identities.keys, &identities.directory)?;
+    engine.apply(engine.diff(&findings))?;
+    report.window_bytes = engine.memory_bytes();
+    let (outcomes, stats) = engine
+        .tick(rules, &identities.keys, &identities.directory)
+        .await?;
+    report.rules_full = stats.rules_full;
+    report.rules_partial = stats.rules_partial;
+    report.rules_skipped = stats.rules_skipped;
+    report.rows_evaluated = stats.rows_evaluated;
     let mut found: HashMap<String, Detection> = HashMap::new();
-    for rule in rules.rules() {
-        match engine.evaluate(rule).await {
+    for RuleOutcome { rule, result, .. } in outcomes {
+        match result {
             Ok((hits, skipped)) => {
                 report.rows_without_entity += skipped;
                 for hit in hits {

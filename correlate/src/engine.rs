@@ -47,12 +47,17 @@ impl Engine {
     /// A session whose `findings` table holds `batches` (of [`cairn_ingest::finding_schema`]) without their
     /// `raw` column ([`window_schema`]).
     pub fn new(batches: Vec<RecordBatch>) -> Result<Engine> {
-        let ctx = new_session();
         let batches = batches
             .iter()
             .map(|b| b.project(window_projection()))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| CorrelateError::Internal(format!("cannot project the window: {e}")))?;
+        Engine::with_window(batches)
+    }
+
+    /// A session whose `findings` table holds `batches`, already of [`window_schema`].
+    pub fn with_window(batches: Vec<RecordBatch>) -> Result<Engine> {
+        let ctx = new_session();
         let table = MemTable::try_new(window_schema(), vec![batches]).map_err(|e| {
             CorrelateError::Internal(format!("cannot build the findings table: {e}"))
         })?;

@@ -14,6 +14,9 @@ pub mod engine;
 pub mod error;
 pub mod generator;
 pub mod identity;
+pub mod incremental;
+#[cfg(test)]
+mod incremental_tests;
 pub mod merge;
 #[cfg(test)]
 mod pack_tests;
@@ -24,7 +27,7 @@ pub mod store;
 #[cfg(test)]
 mod stream_tests;
 
-pub use correlator::{CorrelateConfig, PassReport, run_pass};
+pub use correlator::{CorrelateConfig, Correlator, PassReport, run_pass};
 pub use error::{CorrelateError, Result};
 pub use pipeline::{IngestReport, run_source};
 pub use store::Store;

@@ -16,7 +16,7 @@ use cairn_ingest::{DirectoryObject, DirectorySync, Page};
 use cairn_rules::RuleSet;
 
 use crate::archive::all_findings;
-use crate::correlator::{CorrelateConfig, run_pass};
+use crate::correlator::{CorrelateConfig, Correlator};
 use crate::error::{CorrelateError, Result};
 use crate::store::Store;
 
@@ -92,6 +92,7 @@ pub async fn replay(
 
     // Findings are filed under the source id `replay`: cursors and dead letters of the live
     // sources are not replayed.
+    let mut correlator = Correlator::new();
     for chunk in findings.chunks(page_size.max(1)) {
         into.commit_page(
             "replay",
@@ -101,7 +102,7 @@ pub async fn replay(
             },
         )
         .await?;
-        let pass = run_pass(into, rules, config).await?;
+        let pass = correlator.pass(into, rules, config).await?;
         report.pages += 1;
         report.detections += pass.detections_new;
         report.incidents += pass.incidents_new;
@@ -112,6 +113,7 @@ pub async fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::correlator::run_pass;
     use crate::store::sqlite::SqliteStore;
     use crate::stream_tests::{Rng, commit, outcome, record};
     use cairn_ingest::Finding;

@@ -15,7 +15,7 @@ use cairn_ingest::Severity;
 
 use crate::rule::{MAX_WINDOW, Rule, RuleFile, parse_window};
 use crate::sigma::{SigmaImport, SigmaMappings, SigmaText, SkippedSigma, is_sigma};
-use crate::sql::{check_query, planning_session};
+use crate::sql::{check_query, partition_expr, planning_session, tables_read};
 
 static BUILTIN_PACK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/pack");
 
@@ -213,14 +213,17 @@ impl RuleSet {
                     // A site file with `enabled: false` switches off the rule with its id.
                     rules.remove(&id);
                 }
-                Ok(Parsed::Rule(rule)) => {
-                    if let Err(message) = check_query(&ctx, &rule.sql).await {
-                        errors.push(RuleError {
-                            origin: rule.origin.clone(),
-                            line: Some(rule.sql_line),
-                            message: format!("invalid SQL: {message}"),
-                        });
-                        continue;
+                Ok(Parsed::Rule(mut rule)) => {
+                    match check_query(&ctx, &rule.sql).await {
+                        Ok(plan) => rule.reads = tables_read(&plan),
+                        Err(message) => {
+                            errors.push(RuleError {
+                                origin: rule.origin.clone(),
+                                line: Some(rule.sql_line),
+                                message: format!("invalid SQL: {message}"),
+                            });
+                            continue;
+                        }
                     }
                     if let Some(previous) = rules.get(&rule.id) {
                         let both_user = !previous.origin.starts_with("builtin:")
@@ -270,7 +273,10 @@ async fn compile_sigma(
     let mut planned = Vec::with_capacity(import.compiled.len());
     for rule in std::mem::take(&mut import.compiled) {
         match check_query(ctx, &rule.sql).await {
-            Ok(_) => planned.push(rule),
+            Ok(plan) => planned.push(Rule {
+                reads: tables_read(&plan),
+                ..rule
+            }),
             Err(message) => import.unsupported.push(SkippedSigma {
                 origin: rule.origin.clone(),
                 sigma_id: Some(rule.id.clone()),
@@ -400,6 +406,14 @@ fn parse_rule(t: &RuleText) -> Result<Parsed, RuleError> {
                 ),
             )
         })?;
+    if let Some(expr) = &file.partition_by {
+        partition_expr(expr).map_err(|e| {
+            err(
+                line_of_key(&t.text, "partition_by"),
+                format!("partition_by `{expr}` is not a SQL expression over one findings row: {e}"),
+            )
+        })?;
+    }
     for id in &file.attack.tactics {
         if !(id.starts_with("TA") && id.len() == 6 && id[2..].chars().all(|c| c.is_ascii_digit())) {
             return Err(err(
@@ -416,6 +430,8 @@ fn parse_rule(t: &RuleText) -> Result<Parsed, RuleError> {
         attack: file.attack,
         entity: file.entity,
         window,
+        partition_by: file.partition_by,
+        reads: Vec::new(),
         sql: file.sql,
         origin: t.origin.clone(),
         sql_line: line_of_key(&t.text, "sql").unwrap_or(1),
@@ -500,13 +516,27 @@ mod tests {
                     .replace("id: t.good", "id: t.h")
                     .replace("FROM findings", "FROM findings WHERE raw LIKE '%x%'"),
             ),
+            text(
+                "i.yml",
+                &GOOD.replace("id: t.good", "id: t.i").replace(
+                    "window: 1h\n",
+                    "window: 1h\npartition_by: count(identity_id)\n",
+                ),
+            ),
+            text(
+                "j.yml",
+                &GOOD.replace("id: t.good", "id: t.j").replace(
+                    "window: 1h\n",
+                    "window: 1h\npartition_by: lower(nosuchcolumn)\n",
+                ),
+            ),
         ];
         let errors = RuleSet::from_texts(texts)
             .await
             .expect_err("bad rules fail")
             .0;
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert_eq!(errors.len(), 7, "{shown:#?}");
+        assert_eq!(errors.len(), 9, "{shown:#?}");
         assert!(
             shown[0].starts_with("b.yml:6: invalid SQL:") && shown[0].contains("nosuchcolumn"),
             "{}",
@@ -539,6 +569,32 @@ mod tests {
             "{}",
             shown[6]
         );
+        for (i, file) in [(7, "i.yml"), (8, "j.yml")] {
+            assert!(
+                shown[i].starts_with(&format!("{file}:6: partition_by `"))
+                    && shown[i].contains("is not a SQL expression over one findings row"),
+                "{}",
+                shown[i]
+            );
+        }
+        assert!(shown[8].contains("nosuchcolumn"), "{}", shown[8]);
+    }
+
+    #[tokio::test]
+    async fn a_rule_knows_its_partition_and_the_tables_it_reads() {
+        let set = RuleSet::builtin().await.expect("pack");
+        let disabled = set
+            .get("cairn.identity.disabled_ad_account_active_in_cloud")
+            .expect("rule");
+        assert_eq!(disabled.partition_by.as_deref(), Some("identity_id"));
+        assert_eq!(disabled.reads, vec!["directory".to_string()]);
+        let elevation = set
+            .get("cairn.cross_cloud.ad_elevation_then_aws_privilege_change")
+            .expect("rule");
+        assert_eq!(elevation.partition_by, None);
+        assert_eq!(elevation.reads, vec!["identities".to_string()]);
+        let bruteforce = set.get("cairn.ad.bruteforce_then_logon").expect("rule");
+        assert!(bruteforce.reads.is_empty());
     }
 
     #[tokio::test]

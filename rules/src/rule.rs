@@ -19,6 +19,7 @@
 //! attack: { tactics: [TA0003, TA0004], techniques: [T1098] }
 //! entity: identity
 //! window: 24h
+//! partition_by: identity_id   # optional, see below
 //! sql: |
 //!   SELECT … AS entity_key, … FROM findings WHERE …
 //! tests:               # see [`crate::rule_test`]
@@ -26,6 +27,17 @@
 //!     findings: [ … ]
 //!     expect: [ { entity_key: … } ]
 //! ```
+//!
+//! `partition_by` is a SQL expression over one `findings` row that splits the window into
+//! independent parts: the rule must give, over the whole window, exactly the union of what it
+//! gives over each part (the rows with one value of the expression). Rows where it is NULL
+//! belong to no part, so the rule must not need them (typically its key is NULL there and its
+//! joins and groups leave them out anyway).
+//! Rules that compare a person's records with each other partition by the person; rules that
+//! look at one record at a time by `finding_uid`. A tick then evaluates the rule only over the
+//! parts that new, changed or expired records touch, and gives the same detections as
+//! evaluating it over everything (the correlator's incremental-equals-full test checks the
+//! built-in pack). A rule without it is evaluated over the whole window at every tick.
 
 use std::time::Duration;
 
@@ -87,6 +99,8 @@ pub(crate) struct RuleFile {
     pub attack: Attack,
     pub entity: EntityKind,
     pub window: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_by: Option<String>,
     pub sql: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
@@ -115,6 +129,15 @@ pub struct Rule {
     pub window: Duration,
     /// The SQL `SELECT`.
     pub sql: String,
+    /// A SQL expression over one `findings` row that splits the window into independent
+    /// parts: the rule's result over the whole window is the union of its results over each
+    /// part (rows with equal, non-NULL values of the expression). A tick then
+    /// evaluates the rule only over the parts that new, changed or expired records touch.
+    /// Without it the rule is evaluated over the whole window at every tick.
+    pub partition_by: Option<String>,
+    /// Tables the SQL reads besides `findings` (`identities`, `directory`), from its plan: when
+    /// they change, the rule is evaluated over the whole window.
+    pub reads: Vec<String>,
     /// Where it came from: a file path or `builtin:<path>`.
     pub origin: String,
     /// Line of the `sql:` key in the file, for error reports.
@@ -137,6 +160,7 @@ impl Rule {
             attack: self.attack.clone(),
             entity: self.entity,
             window: format!("{}s", self.window.as_secs()),
+            partition_by: self.partition_by.clone(),
             sql: self.sql.clone(),
             enabled: None,
             tests: self.tests.clone(),

@@ -194,3 +194,45 @@ pub(crate) async fn check_query(ctx: &SessionContext, sql: &str) -> Result<Logic
     }
     Ok(plan)
 }
+
+/// Tables other than `findings` that `plan` reads (subqueries included), sorted.
+pub(crate) fn tables_read(plan: &LogicalPlan) -> Vec<String> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut names = std::collections::BTreeSet::new();
+    // The closure never fails, so neither does the walk.
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let name = scan.table_name.table();
+            if name != FINDINGS_TABLE {
+                names.insert(name.to_string());
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names.into_iter().collect()
+}
+
+/// A rule's `partition_by` as an expression evaluated on batches of [`window_schema`]; the
+/// error says why the text is not a row-level SQL expression over `findings`.
+pub fn partition_expr(
+    expr: &str,
+) -> Result<Arc<dyn datafusion::physical_plan::PhysicalExpr>, String> {
+    use datafusion::logical_expr::simplify::SimplifyContext;
+    use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+    let ctx = new_session();
+    let schema = datafusion::common::DFSchema::try_from(window_schema().as_ref().clone())
+        .map_err(|e| e.strip_backtrace())?;
+    let logical = ctx
+        .parse_sql_expr(expr, &schema)
+        .map_err(|e| e.strip_backtrace())?;
+    let text = datafusion::logical_expr::cast(logical, DataType::Utf8);
+    // As the optimizer would: some functions (`coalesce`) only run once rewritten.
+    let simplifier = ExprSimplifier::new(
+        SimplifyContext::builder()
+            .with_schema(Arc::new(schema.clone()))
+            .build(),
+    );
+    let text = simplifier.simplify(text).map_err(|e| e.strip_backtrace())?;
+    ctx.create_physical_expr(text, &schema)
+        .map_err(|e| e.strip_backtrace())
+}

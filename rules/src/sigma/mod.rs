@@ -254,21 +254,25 @@ pub fn compile(texts: &[SigmaText], mappings: &SigmaMappings) -> SigmaImport {
             reason,
         };
         match detection_rule_sql(b) {
-            Ok(sql) => out.compiled.push(rule_from(
-                Meta {
-                    id: b.rule.id.as_deref().or(b.rule.name.as_deref()),
-                    title: &b.rule.title,
-                    description: b.rule.description.as_deref(),
-                    author: b.rule.author.as_deref(),
-                    references: &b.rule.references,
-                    level: b.rule.level.map(|l| l.as_str()),
-                    tags: &b.rule.tags,
-                    origin: &b.origin,
-                },
-                EntityKind::Finding,
-                Duration::from_secs(60),
-                sql,
-            )),
+            Ok(sql) => out.compiled.push(Rule {
+                // One detection per event: each event is its own part of the window.
+                partition_by: Some("finding_uid".to_string()),
+                ..rule_from(
+                    Meta {
+                        id: b.rule.id.as_deref().or(b.rule.name.as_deref()),
+                        title: &b.rule.title,
+                        description: b.rule.description.as_deref(),
+                        author: b.rule.author.as_deref(),
+                        references: &b.rule.references,
+                        level: b.rule.level.map(|l| l.as_str()),
+                        tags: &b.rule.tags,
+                        origin: &b.origin,
+                    },
+                    EntityKind::Finding,
+                    Duration::from_secs(60),
+                    sql,
+                )
+            }),
             Err(u) => out.unsupported.push(skip(u.reason)),
         }
     }
@@ -381,6 +385,8 @@ fn rule_from(m: Meta<'_>, entity: EntityKind, window: Duration, sql: String) -> 
         attack: attack_from_tags(m.tags),
         entity,
         window,
+        partition_by: None,
+        reads: Vec::new(),
         sql,
         origin: m.origin.to_string(),
         sql_line: 1,
