@@ -135,7 +135,7 @@ async fn main() {
         let mut generator = MixedRecords::new(42, n / 50 + 1, n / 200 + 1, n / 100 + 1);
         let built = Instant::now();
         let mut engine = IncrementalEngine::new();
-        for chunk in chunks(&mut generator, n, epoch(), day).collect::<Vec<_>>() {
+        for chunk in chunks(&mut generator, n, epoch(), day) {
             append(&mut engine, chunk);
         }
         let generated = built.elapsed();
@@ -197,7 +197,7 @@ async fn main() {
     let seconds = env_num("CAIRN_BENCH_SECONDS", 20);
     let mut generator = MixedRecords::new(7, size / 50 + 1, size / 200 + 1, size / 100 + 1);
     let mut engine = IncrementalEngine::new();
-    for chunk in chunks(&mut generator, size, epoch(), day).collect::<Vec<_>>() {
+    for chunk in chunks(&mut generator, size, epoch(), day) {
         append(&mut engine, chunk);
     }
     tick(&rules, &mut engine).await;

@@ -300,10 +300,10 @@ async fn pass(
     let identities = resolve_identities(store, &mut findings, &mut report).await?;
 
     engine.apply(engine.diff(&findings))?;
-    report.window_bytes = engine.memory_bytes();
     let (outcomes, stats) = engine
         .tick(rules, &identities.keys, &identities.directory)
         .await?;
+    report.window_bytes = engine.memory_bytes();
     report.rules_full = stats.rules_full;
     report.rules_partial = stats.rules_partial;
     report.rules_skipped = stats.rules_skipped;

@@ -38,7 +38,9 @@ type RowId = u32;
 
 /// Segments smaller than this are merged when the window is compacted.
 const SMALL_SEGMENT: usize = 64 * 1024;
-/// More segments than this are merged even when few rows are dead.
+/// Fewer dead rows than this are never worth a compaction.
+const MIN_DEAD_TO_COMPACT: usize = 256;
+/// More small segments than this are merged even when few rows are dead.
 const MAX_SEGMENTS: usize = 256;
 
 /// What changed in the window since the last tick.
@@ -205,10 +207,12 @@ impl PartitionIndex {
 }
 
 /// The tables besides `findings`, as the last tick saw them.
-#[derive(PartialEq)]
 struct TablesSeen {
-    keys: BTreeMap<String, String>,
+    /// The `identities` table, when a rule reads it.
+    keys: Option<BTreeMap<String, String>>,
     directory: Vec<DirectoryObject>,
+    /// The `directory` table's `identity_id` column.
+    directory_ids: Vec<Option<String>>,
 }
 
 /// The window kept between ticks, with its partition indexes; see the module docs.
@@ -232,6 +236,8 @@ pub struct IncrementalEngine {
     /// Rules evaluated over everything at least once, by id and text.
     evaluated: HashSet<u64>,
     tables: Option<TablesSeen>,
+    /// Share of the window above which touched parts are evaluated as the whole window.
+    partial_limit: Option<f64>,
 }
 
 fn uid_key(source: &str, uid: &str) -> String {
@@ -303,9 +309,14 @@ pub fn content_hash(f: &Finding) -> u64 {
     h.finish()
 }
 
+/// Identifies a rule with everything that shapes its detections (window, entity, severity),
+/// so a changed rule counts as new.
 fn rule_key(rule: &Rule) -> u64 {
     let mut h = DefaultHasher::new();
-    (&rule.id, &rule.sql, &rule.partition_by).hash(&mut h);
+    match serde_json::to_string(rule) {
+        Ok(text) => text.hash(&mut h),
+        Err(_) => (&rule.id, &rule.sql, &rule.partition_by, rule.window).hash(&mut h),
+    }
     h.finish()
 }
 
@@ -317,6 +328,14 @@ impl IncrementalEngine {
     /// An empty window: the first tick evaluates every rule over everything.
     pub fn new() -> IncrementalEngine {
         IncrementalEngine::default()
+    }
+
+    /// Evaluates partitioned rules over the whole window instead of their touched parts when
+    /// those hold more than `share` of it (default 0.5: gathering most of the window costs
+    /// more than reading it, and a partitioned rule gives the same over both).
+    pub fn with_partial_limit(mut self, share: f64) -> IncrementalEngine {
+        self.partial_limit = Some(share);
+        self
     }
 
     /// Findings in the window.
@@ -485,36 +504,52 @@ impl IncrementalEngine {
     }
 
     /// Brings every index up to the rows appended since it last ran, creating indexes for
-    /// expressions new to it.
-    fn index(&mut self, rules: &RuleSet) -> Result<()> {
+    /// expressions new to it. Returns the expressions that could not be evaluated: their
+    /// index is dropped and their rules run over the whole window.
+    fn index(&mut self, rules: &RuleSet) -> HashSet<String> {
         let wanted: BTreeSet<&str> = rules
             .rules()
             .filter_map(|r| r.partition_by.as_deref())
             .collect();
         self.indexes
             .retain(|text, _| wanted.contains(text.as_str()));
+        let mut broken = HashSet::new();
         for text in wanted {
-            if !self.indexes.contains_key(text) {
-                self.indexes
-                    .insert(text.to_string(), PartitionIndex::new(text)?);
+            let result = match self.indexes.remove(text) {
+                Some(index) => Ok(index),
+                None => PartitionIndex::new(text),
             }
-            let Some(index) = self.indexes.get_mut(text) else {
-                continue;
-            };
-            for (seg, start) in self.segments.iter().zip(&self.starts) {
-                if *start >= index.part_of.len() {
-                    index.extend(text, seg)?;
+            .and_then(|mut index| {
+                for (seg, start) in self.segments.iter().zip(&self.starts) {
+                    if *start >= index.part_of.len() {
+                        index.extend(text, seg)?;
+                    }
+                }
+                Ok(index)
+            });
+            match result {
+                Ok(index) => {
+                    self.indexes.insert(text.to_string(), index);
+                }
+                Err(e) => {
+                    tracing::warn!(partition_by = text, error = %e, "Rules with this partition_by run over the whole window");
+                    broken.insert(text.to_string());
                 }
             }
         }
-        Ok(())
+        broken
     }
 
     /// Drops dead rows when they outnumber the live ones, renumbering rows and indexes.
     fn compact(&mut self) -> Result<bool> {
         let dead = self.rows - self.live_rows;
-        let many_small = self.segments.len() > MAX_SEGMENTS;
-        if !(dead > self.live_rows.max(1024) || many_small) {
+        let many_small = self
+            .segments
+            .iter()
+            .filter(|s| s.num_rows() < SMALL_SEGMENT)
+            .count()
+            > MAX_SEGMENTS;
+        if !(dead > self.live_rows.max(MIN_DEAD_TO_COMPACT) || many_small) {
             return Ok(false);
         }
         let mut remap: Vec<Option<RowId>> = Vec::with_capacity(self.rows);
@@ -582,24 +617,34 @@ impl IncrementalEngine {
     }
 
     /// Evaluates `rules` over what changed since the last tick (see the module docs).
+    ///
+    /// A tick that fails leaves the changes pending: the next one evaluates them again.
     pub async fn tick<'r>(
         &mut self,
         rules: &'r RuleSet,
         keys: &BTreeMap<String, String>,
         directory: &[DirectoryObject],
     ) -> Result<(Vec<RuleOutcome<'r>>, TickStats)> {
-        self.index(rules)?;
+        let broken = self.index(rules);
+        let reads_identities = rules
+            .rules()
+            .any(|r| r.reads.iter().any(|t| t == IDENTITIES_TABLE));
         let tables_now = TablesSeen {
-            keys: keys.clone(),
+            // Only kept when a rule reads it: it changes with nearly every new key.
+            keys: reads_identities.then(|| keys.clone()),
             directory: directory.to_vec(),
+            directory_ids: directory
+                .iter()
+                .map(|o| o.keys.iter().find_map(|k| keys.get(k).cloned()))
+                .collect(),
         };
         let (keys_changed, directory_changed) = match &self.tables {
             None => (true, true),
-            Some(seen) => (seen.keys != tables_now.keys, {
-                // The directory table shows each account's identity, so new keys can
-                // change it too.
-                seen.directory != tables_now.directory || seen.keys != tables_now.keys
-            }),
+            Some(seen) => (
+                seen.keys != tables_now.keys,
+                seen.directory != tables_now.directory
+                    || seen.directory_ids != tables_now.directory_ids,
+            ),
         };
         let changed_rows: Vec<RowId> = self
             .dead_since_tick
@@ -608,76 +653,119 @@ impl IncrementalEngine {
             .chain((self.new_since..self.rows).map(|r| r as RowId))
             .collect();
 
-        let mut stats = TickStats {
-            window_rows: self.live_rows,
-            ..TickStats::default()
-        };
-        // One table per way of evaluating: the whole window, or the touched rows of one
-        // partition expression.
-        let mut full: Option<(Engine, usize)> = None;
-        let mut partial: HashMap<String, Option<(Engine, usize)>> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(rules.len());
-        for rule in rules.rules() {
+        // Rules by the table they need: the whole window (`None`) or the touched parts of one
+        // partition expression; each partial table is dropped once its rules ran.
+        let mut groups: BTreeMap<Option<&'r str>, Vec<(usize, &'r Rule)>> = BTreeMap::new();
+        for (i, rule) in rules.rules().enumerate() {
             let reads_changed = rule.reads.iter().any(|t| {
                 (t == IDENTITIES_TABLE && keys_changed)
                     || (t == DIRECTORY_TABLE && directory_changed)
             });
-            let key = rule_key(rule);
-            let evaluation = match &rule.partition_by {
-                Some(_) if self.evaluated.contains(&key) && !reads_changed => Evaluation::Partial,
-                _ => Evaluation::Full,
-            };
-            let table = match (evaluation, &rule.partition_by) {
-                (Evaluation::Partial, Some(text)) => {
-                    if !partial.contains_key(text) {
-                        let engine = self.touched_table(text, &changed_rows, keys, directory)?;
-                        partial.insert(text.clone(), engine);
-                    }
-                    partial.get(text).and_then(|e| e.as_ref())
+            let partial = match rule.partition_by.as_deref() {
+                Some(text) if !broken.contains(text) => {
+                    self.evaluated.contains(&rule_key(rule)) && !reads_changed
                 }
-                _ => {
-                    if full.is_none() {
-                        let batches = self.live_batches()?;
-                        let rows = batches.iter().map(RecordBatch::num_rows).sum();
-                        let engine = Engine::with_window(batches)?;
-                        engine.set_identities(keys, directory)?;
-                        full = Some((engine, rows));
-                    }
-                    full.as_ref()
-                }
+                _ => false,
             };
-            let Some((engine, rows)) = table else {
-                stats.rules_skipped += 1;
-                outcomes.push(RuleOutcome {
-                    rule,
-                    evaluation: Evaluation::Skipped,
-                    result: Ok((Vec::new(), 0)),
-                    took: std::time::Duration::ZERO,
-                    rows: 0,
-                });
-                continue;
+            let table = if partial {
+                rule.partition_by.as_deref()
+            } else {
+                None
             };
-            match evaluation {
-                Evaluation::Full => stats.rules_full += 1,
-                _ => stats.rules_partial += 1,
-            }
-            stats.rows_evaluated += rows;
-            let started = std::time::Instant::now();
-            let result = engine.evaluate(rule).await;
-            let took = started.elapsed();
-            if result.is_ok() && evaluation == Evaluation::Full {
-                self.evaluated.insert(key);
-            }
-            outcomes.push(RuleOutcome {
-                rule,
-                evaluation,
-                result,
-                took,
-                rows: *rows,
-            });
+            groups.entry(table).or_default().push((i, rule));
         }
-        // A rule that failed is evaluated over everything next time, as if new.
+
+        let mut stats = TickStats {
+            window_rows: self.live_rows,
+            ..TickStats::default()
+        };
+        let mut full: Option<(Engine, usize)> = None;
+        let mut outcomes: Vec<(usize, RuleOutcome<'r>)> = Vec::with_capacity(rules.len());
+        let mut evaluated_now: Vec<u64> = Vec::new();
+        for (table, members) in groups {
+            let rows = match table {
+                Some(text) => Some(self.touched_rows(text, &changed_rows)?),
+                None => None,
+            };
+            // When most of the window is touched, the window itself is the cheaper table; a
+            // partitioned rule gives the same over it.
+            let limit = self.partial_limit.unwrap_or(0.5);
+            let over_window = rows
+                .as_ref()
+                .is_none_or(|r| r.len() as f64 > limit * self.live_rows as f64);
+            let partial_table = match &rows {
+                Some(r) if !over_window && !r.is_empty() => {
+                    let engine = Engine::with_window(vec![self.gather(r)?])?;
+                    engine.set_identities(keys, directory)?;
+                    Some((engine, r.len()))
+                }
+                _ => None,
+            };
+            if over_window && full.is_none() {
+                let batches = self.live_batches()?;
+                let n = batches.iter().map(RecordBatch::num_rows).sum();
+                let engine = Engine::with_window(batches)?;
+                engine.set_identities(keys, directory)?;
+                full = Some((engine, n));
+            }
+            let engine = if over_window {
+                full.as_ref()
+            } else {
+                partial_table.as_ref()
+            };
+            for (i, rule) in members {
+                let Some((engine, rows)) = engine else {
+                    stats.rules_skipped += 1;
+                    outcomes.push((
+                        i,
+                        RuleOutcome {
+                            rule,
+                            evaluation: Evaluation::Skipped,
+                            result: Ok((Vec::new(), 0)),
+                            took: std::time::Duration::ZERO,
+                            rows: 0,
+                        },
+                    ));
+                    continue;
+                };
+                let evaluation = if over_window {
+                    stats.rules_full += 1;
+                    Evaluation::Full
+                } else {
+                    stats.rules_partial += 1;
+                    Evaluation::Partial
+                };
+                stats.rows_evaluated += rows;
+                let started = std::time::Instant::now();
+                let result = engine.evaluate(rule).await;
+                let took = started.elapsed();
+                // Only a rule whose partition index works may skip parts later.
+                let indexed = rule
+                    .partition_by
+                    .as_deref()
+                    .is_some_and(|t| !broken.contains(t));
+                if result.is_ok() && evaluation == Evaluation::Full && indexed {
+                    evaluated_now.push(rule_key(rule));
+                }
+                outcomes.push((
+                    i,
+                    RuleOutcome {
+                        rule,
+                        evaluation,
+                        result,
+                        took,
+                        rows: *rows,
+                    },
+                ));
+            }
+        }
+        outcomes.sort_by_key(|(i, _)| *i);
+        let outcomes: Vec<RuleOutcome<'r>> = outcomes.into_iter().map(|(_, o)| o).collect();
+
+        // Nothing failed: the tick's state becomes the engine's.
+        self.evaluated.extend(evaluated_now);
         for o in &outcomes {
+            // A rule that failed is evaluated over everything next time, as if new.
             if o.result.is_err() {
                 self.evaluated.remove(&rule_key(o.rule));
             }
@@ -687,19 +775,19 @@ impl IncrementalEngine {
         self.tables = Some(tables_now);
         self.dead_since_tick.clear();
         self.new_since = self.rows;
-        stats.compacted = self.compact()?;
+        stats.compacted = match self.compact() {
+            Ok(done) => done,
+            Err(e) => {
+                // The window stays as it was, dead rows included; the next tick tries again.
+                tracing::warn!(error = %e, "Could not compact the correlation window");
+                false
+            }
+        };
         Ok((outcomes, stats))
     }
 
-    /// The table of the live rows in the parts of `text` that `changed` rows belong to; `None`
-    /// when no part was touched.
-    fn touched_table(
-        &self,
-        text: &str,
-        changed: &[RowId],
-        keys: &BTreeMap<String, String>,
-        directory: &[DirectoryObject],
-    ) -> Result<Option<(Engine, usize)>> {
+    /// The live rows in the parts of `text` that `changed` rows belong to, sorted.
+    fn touched_rows(&self, text: &str, changed: &[RowId]) -> Result<Vec<RowId>> {
         let Some(index) = self.indexes.get(text) else {
             return Err(CorrelateError::Internal(format!(
                 "no index for partition_by `{text}`"
@@ -710,9 +798,6 @@ impl IncrementalEngine {
             .map(|r| index.part_of[*r as usize])
             .filter(|p| *p != NO_PART)
             .collect();
-        if parts.is_empty() {
-            return Ok(None);
-        }
         let mut rows: Vec<RowId> = parts
             .iter()
             .flat_map(|p| index.members[*p as usize].iter().copied())
@@ -720,9 +805,46 @@ impl IncrementalEngine {
             .collect();
         rows.sort_unstable();
         rows.dedup();
-        let batch = self.gather(&rows)?;
-        let engine = Engine::with_window(vec![batch])?;
-        engine.set_identities(keys, directory)?;
-        Ok(Some((engine, rows.len())))
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::MixedRecords;
+
+    #[test]
+    fn compaction_keeps_the_live_rows_and_their_parts() {
+        let mut records = MixedRecords::new(3, 20, 5, 9);
+        let at = chrono::DateTime::from_timestamp(1_763_280_000, 0).unwrap_or_default();
+        let findings: Vec<Finding> = (0..3000).map(|_| records.record(at)).collect();
+        let mut engine = IncrementalEngine::new();
+        engine
+            .apply(WindowDelta {
+                upserts: findings.clone(),
+                removed: Vec::new(),
+            })
+            .expect("apply");
+        let set = futures::executor::block_on(RuleSet::builtin()).expect("rules");
+        assert!(engine.index(&set).is_empty());
+        engine
+            .apply(WindowDelta {
+                upserts: Vec::new(),
+                removed: findings[..2500]
+                    .iter()
+                    .map(|f| (f.source.clone(), f.finding_uid.clone()))
+                    .collect(),
+            })
+            .expect("remove");
+        assert!(engine.compact().expect("compact"));
+        assert_eq!((engine.rows, engine.len()), (500, 500));
+        let index = &engine.indexes["identity_id"];
+        let rows: usize = index.members.iter().map(Vec::len).sum();
+        assert_eq!(rows, 500);
+        let kept = engine
+            .gather(&(0..500).collect::<Vec<_>>())
+            .expect("gather");
+        assert_eq!(kept.num_rows(), 500);
     }
 }

@@ -593,6 +593,8 @@ mod tests {
             .expect("rule");
         assert_eq!(elevation.partition_by, None);
         assert_eq!(elevation.reads, vec!["identities".to_string()]);
+        let roast = set.get("cairn.ad.kerberoast_then_logon").expect("rule");
+        assert_eq!(roast.partition_by, None);
         let bruteforce = set.get("cairn.ad.bruteforce_then_logon").expect("rule");
         assert!(bruteforce.reads.is_empty());
     }

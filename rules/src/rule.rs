@@ -30,9 +30,12 @@
 //!
 //! `partition_by` is a SQL expression over one `findings` row that splits the window into
 //! independent parts: the rule must give, over the whole window, exactly the union of what it
-//! gives over each part (the rows with one value of the expression). Rows where it is NULL
-//! belong to no part, so the rule must not need them (typically its key is NULL there and its
-//! joins and groups leave them out anyway).
+//! gives over each part (the rows with one value of the expression), and two parts never give
+//! rows with the same `entity_key` (a tick sees only the touched parts' rows, so it could not
+//! combine them as an evaluation over everything does). Rows where it is NULL belong to no
+//! part, so the rule must not need them (typically its key is NULL there and its joins and
+//! groups leave them out anyway). Partitioning by the expression the rule groups its
+//! `entity_key` by meets both conditions when its joins are on that expression too.
 //! Rules that compare a person's records with each other partition by the person; rules that
 //! look at one record at a time by `finding_uid`. A tick then evaluates the rule only over the
 //! parts that new, changed or expired records touch, and gives the same detections as

@@ -225,6 +225,9 @@ pub fn partition_expr(
     let logical = ctx
         .parse_sql_expr(expr, &schema)
         .map_err(|e| e.strip_backtrace())?;
+    if logical.is_volatile() {
+        return Err("it is volatile (gives another value on each call)".into());
+    }
     let text = datafusion::logical_expr::cast(logical, DataType::Utf8);
     // As the optimizer would: some functions (`coalesce`) only run once rewritten.
     let simplifier = ExprSimplifier::new(
