@@ -21,6 +21,9 @@ use cairn_rules::sql::{
 
 use crate::error::{CorrelateError, Result};
 
+/// Rows per batch of the `findings` table (DataFusion's default batch size).
+const SCAN_BATCH_ROWS: usize = 8192;
+
 /// One row a rule returned.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleHit {
@@ -58,7 +61,21 @@ impl Engine {
     /// A session whose `findings` table holds `batches`, already of [`window_schema`].
     pub fn with_window(batches: Vec<RecordBatch>) -> Result<Engine> {
         let ctx = new_session();
-        let table = MemTable::try_new(window_schema(), vec![batches]).map_err(|e| {
+        // Small batches spread over one partition per core: DataFusion parallelises over
+        // partitions, and cannot split one large batch.
+        let parts = ctx.state().config().target_partitions().max(1);
+        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); parts];
+        let mut next = 0;
+        for batch in batches {
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let len = SCAN_BATCH_ROWS.min(batch.num_rows() - offset);
+                partitions[next % parts].push(batch.slice(offset, len));
+                next += 1;
+                offset += len;
+            }
+        }
+        let table = MemTable::try_new(window_schema(), partitions).map_err(|e| {
             CorrelateError::Internal(format!("cannot build the findings table: {e}"))
         })?;
         ctx.register_table(FINDINGS_TABLE, Arc::new(table))
