@@ -22,8 +22,7 @@ use crate::engine::{Engine, RuleHit};
 use crate::generator::{MixedRecords, Rng};
 use crate::incremental::{Evaluation, IncrementalEngine, WindowDelta};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{IncidentFilter, Store};
-use crate::stream_tests::{commit, record};
+use crate::stream_tests::{commit, incident_details, record};
 
 /// Ticks per stream, and the tick at which the directory disables another account.
 const TICKS: usize = 20;
@@ -296,42 +295,23 @@ async fn incremental_ticks_give_the_rows_of_full_recomputes() {
 async fn stored(store: &SqliteStore) -> (Vec<String>, Vec<String>) {
     let mut detections = Vec::new();
     let mut incidents = Vec::new();
-    let mut before_number = None;
-    loop {
-        let page = store
-            .incidents(&IncidentFilter {
-                limit: 200,
-                before_number,
-                ..Default::default()
-            })
-            .await
-            .expect("incidents");
-        for inc in &page.items {
-            let detail = store
-                .incident(&inc.id)
-                .await
-                .expect("detail")
-                .expect("incident");
-            let mut ids: Vec<String> = detail.detections.iter().map(|d| d.id.clone()).collect();
-            ids.sort();
-            incidents.push(format!(
-                "{} | {} | {} | {:?} | {} | {}",
-                inc.title,
-                inc.severity_id,
-                inc.status.as_str(),
-                inc.tactics,
-                inc.finding_count,
-                ids.join(",")
-            ));
-            for mut d in detail.detections {
-                d.incident_id = None;
-                d.finding_uids.sort();
-                detections.push(format!("{d:?}"));
-            }
-        }
-        match page.next {
-            Some(n) => before_number = Some(n),
-            None => break,
+    for detail in incident_details(store).await {
+        let inc = &detail.incident;
+        let mut ids: Vec<String> = detail.detections.iter().map(|d| d.id.clone()).collect();
+        ids.sort();
+        incidents.push(format!(
+            "{} | {} | {} | {:?} | {} | {}",
+            inc.title,
+            inc.severity_id,
+            inc.status.as_str(),
+            inc.tactics,
+            inc.finding_count,
+            ids.join(",")
+        ));
+        for mut d in detail.detections {
+            d.incident_id = None;
+            d.finding_uids.sort();
+            detections.push(format!("{d:?}"));
         }
     }
     detections.sort();

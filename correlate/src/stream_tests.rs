@@ -19,7 +19,7 @@ use cairn_rules::RuleSet;
 
 use crate::correlator::{CorrelateConfig, run_pass};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{IncidentFilter, Store};
+use crate::store::{IncidentDetail, IncidentFilter, Store};
 
 pub(crate) use crate::generator::Rng;
 
@@ -97,8 +97,9 @@ pub(crate) async fn commit(store: &dyn Store, findings: Vec<Finding>) -> crate::
         .expect("commit")
 }
 
-pub(crate) async fn outcome(store: &SqliteStore) -> Outcome {
-    let mut out = Outcome::new();
+/// Every incident of `store` with its detections, newest first.
+pub(crate) async fn incident_details(store: &SqliteStore) -> Vec<IncidentDetail> {
+    let mut out = Vec::new();
     let mut before_number = None;
     loop {
         let page = store
@@ -110,20 +111,28 @@ pub(crate) async fn outcome(store: &SqliteStore) -> Outcome {
             .await
             .expect("incidents");
         for inc in &page.items {
-            let detail = store
-                .incident(&inc.id)
-                .await
-                .expect("detail")
-                .expect("incident");
-            for d in detail.detections {
-                let mut uids = d.finding_uids.clone();
-                uids.sort();
-                out.push((d.rule_id, d.entity_key, uids));
-            }
+            out.push(
+                store
+                    .incident(&inc.id)
+                    .await
+                    .expect("detail")
+                    .expect("incident"),
+            );
         }
         match page.next {
             Some(n) => before_number = Some(n),
-            None => break,
+            None => return out,
+        }
+    }
+}
+
+pub(crate) async fn outcome(store: &SqliteStore) -> Outcome {
+    let mut out = Outcome::new();
+    for detail in incident_details(store).await {
+        for d in detail.detections {
+            let mut uids = d.finding_uids.clone();
+            uids.sort();
+            out.push((d.rule_id, d.entity_key, uids));
         }
     }
     out.sort();
