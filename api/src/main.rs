@@ -84,6 +84,32 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         page_size: usize,
     },
+    /// Run Sigma rules over log files and folders (`.evtx`, JSON lines as `evtx_dump -o jsonl`
+    /// writes them, flat Winlogbeat/NXLog JSON): a detection per rule and matching event,
+    /// then a summary per rule. Nothing is stored.
+    Hunt {
+        /// Files or folders to read.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Folders of Sigma rules (default: the bundled SigmaHQ Windows rule set).
+        #[arg(long)]
+        sigma: Vec<PathBuf>,
+        /// A field-mapping file to use instead of the bundled `rules/sigma/mappings.yml`.
+        #[arg(long)]
+        mappings: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = HuntFormat::Table)]
+        format: HuntFormat,
+        /// Write detections to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Test every rule on every event without the index (slow; for checking the index).
+        #[arg(long)]
+        reference: bool,
+    },
     /// Inspect the rules in force.
     Rules {
         #[command(subcommand)]
@@ -94,6 +120,17 @@ enum Command {
         #[command(subcommand)]
         command: IdentityCommand,
     },
+}
+
+/// `cairn hunt --format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum HuntFormat {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON object per detection, the event included.
+    Jsonl,
+    /// CSV with a header.
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]

@@ -101,14 +101,7 @@ impl RuleSet {
         dirs: &[impl AsRef<Path>],
         mappings: &SigmaMappings,
     ) -> Result<SigmaImport, RuleErrors> {
-        let mut texts = Vec::new();
-        let mut errors = Vec::new();
-        for d in dirs {
-            collect_dir(d.as_ref(), &mut texts, &mut errors);
-        }
-        if !errors.is_empty() {
-            return Err(RuleErrors(errors));
-        }
+        let texts = read_rule_dirs(dirs)?;
         let (sigma, other): (Vec<RuleText>, Vec<RuleText>) =
             texts.into_iter().partition(|t| is_sigma(&t.text));
         let ctx = planning_session().map_err(|e| {
@@ -257,6 +250,31 @@ impl RuleSet {
 
 /// Compiles Sigma texts and plans every compiled rule; a rule whose SQL does not plan is
 /// reported as unsupported (a mapping or compiler defect, named as such).
+/// The text of every rule file (`.yml`, `.yaml`) under `dirs`, in path order, for
+/// [`crate::sigma::compile`]; unreadable folders and files are errors.
+pub fn read_rule_texts(dirs: &[impl AsRef<Path>]) -> Result<Vec<SigmaText>, RuleErrors> {
+    Ok(read_rule_dirs(dirs)?
+        .into_iter()
+        .map(|t| SigmaText {
+            origin: t.origin,
+            text: t.text,
+        })
+        .collect())
+}
+
+fn read_rule_dirs(dirs: &[impl AsRef<Path>]) -> Result<Vec<RuleText>, RuleErrors> {
+    let mut texts = Vec::new();
+    let mut errors = Vec::new();
+    for d in dirs {
+        collect_dir(d.as_ref(), &mut texts, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(texts)
+    } else {
+        Err(RuleErrors(errors))
+    }
+}
+
 async fn compile_sigma(
     ctx: &datafusion::prelude::SessionContext,
     texts: Vec<RuleText>,
@@ -271,21 +289,38 @@ async fn compile_sigma(
         .collect();
     let mut import = crate::sigma::compile(&texts, mappings);
     let mut planned = Vec::with_capacity(import.compiled.len());
+    // Where each rule went (`None`: dropped), to keep `detections` pointing at their rules.
+    let mut moved = Vec::with_capacity(import.compiled.len());
     for rule in std::mem::take(&mut import.compiled) {
         match check_query(ctx, &rule.sql).await {
-            Ok(plan) => planned.push(Rule {
-                reads: tables_read(&plan),
-                ..rule
-            }),
-            Err(message) => import.unsupported.push(SkippedSigma {
-                origin: rule.origin.clone(),
-                sigma_id: Some(rule.id.clone()),
-                title: Some(rule.title.clone()),
-                reason: format!("the compiled SQL does not plan (a Cairn defect): {message}"),
-            }),
+            Ok(plan) => {
+                moved.push(Some(planned.len()));
+                planned.push(Rule {
+                    reads: tables_read(&plan),
+                    ..rule
+                })
+            }
+            Err(message) => {
+                moved.push(None);
+                import.unsupported.push(SkippedSigma {
+                    origin: rule.origin.clone(),
+                    sigma_id: Some(rule.id.clone()),
+                    title: Some(rule.title.clone()),
+                    reason: format!("the compiled SQL does not plan (a Cairn defect): {message}"),
+                })
+            }
         }
     }
     import.compiled = planned;
+    import
+        .detections
+        .retain_mut(|d| match moved.get(d.rule).copied().flatten() {
+            Some(to) => {
+                d.rule = to;
+                true
+            }
+            None => false,
+        });
     import
 }
 

@@ -217,10 +217,29 @@ pub(crate) fn tables_read(plan: &LogicalPlan) -> Vec<String> {
 pub fn partition_expr(
     expr: &str,
 ) -> Result<Arc<dyn datafusion::physical_plan::PhysicalExpr>, String> {
+    row_expr(expr, &window_schema(), |e| {
+        datafusion::logical_expr::cast(e, DataType::Utf8)
+    })
+}
+
+/// A SQL boolean expression over one row of `schema`'s batches (a Sigma log source's `where`),
+/// as an expression evaluated on whole batches; NULL counts as false where it is used.
+pub fn row_predicate(
+    expr: &str,
+    schema: &SchemaRef,
+) -> Result<Arc<dyn datafusion::physical_plan::PhysicalExpr>, String> {
+    row_expr(expr, schema, |e| e)
+}
+
+fn row_expr(
+    expr: &str,
+    schema: &SchemaRef,
+    finish: impl FnOnce(datafusion::logical_expr::Expr) -> datafusion::logical_expr::Expr,
+) -> Result<Arc<dyn datafusion::physical_plan::PhysicalExpr>, String> {
     use datafusion::logical_expr::simplify::SimplifyContext;
     use datafusion::optimizer::simplify_expressions::ExprSimplifier;
     let ctx = new_session();
-    let schema = datafusion::common::DFSchema::try_from(window_schema().as_ref().clone())
+    let schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())
         .map_err(|e| e.strip_backtrace())?;
     let logical = ctx
         .parse_sql_expr(expr, &schema)
@@ -228,7 +247,7 @@ pub fn partition_expr(
     if logical.is_volatile() {
         return Err("it is volatile (gives another value on each call)".into());
     }
-    let text = datafusion::logical_expr::cast(logical, DataType::Utf8);
+    let text = finish(logical);
     // As the optimizer would: some functions (`coalesce`) only run once rewritten.
     let simplifier = ExprSimplifier::new(
         SimplifyContext::builder()

@@ -23,6 +23,8 @@ mod demo;
 mod directories;
 pub mod fakes;
 #[cfg(test)]
+mod hunt;
+#[cfg(test)]
 mod identity;
 #[cfg(test)]
 mod ingest;
@@ -59,7 +61,7 @@ fn newest_input() -> std::time::SystemTime {
     }
     let root = repo_root();
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    for crate_dir in ["ingest", "rules", "correlate", "api"] {
+    for crate_dir in ["ingest", "rules", "correlate", "hunt", "api"] {
         for sub in ["src", "pack", "sigma", "migrations", "demo/data"] {
             walk(&root.join(crate_dir).join(sub), &mut newest);
         }

@@ -2,6 +2,7 @@
 //! codes.
 
 mod demo;
+mod hunt;
 mod identity;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use cairn_ingest::sources::securityhub::{self, SecurityHubApi, SecurityHubWriteB
 use cairn_rules::RuleSet;
 use cairn_rules::sigma::SigmaMappings;
 
-use crate::{Cli, Command, IdentityCommand, RulesCommand};
+use crate::{Cli, Command, HuntFormat, IdentityCommand, RulesCommand};
 
 /// Exit status of a run that stored what it could but sent records to dead letters.
 pub const EXIT_PARTIAL: u8 = 3;
@@ -201,6 +202,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let store = open_store(&store_path).await?;
             identity::show(store.as_ref(), &name, json).await
+        }
+        Command::Hunt {
+            paths,
+            sigma,
+            mappings,
+            format,
+            out,
+            threads,
+            reference,
+        } => {
+            hunt::run(hunt::HuntArgs {
+                paths,
+                sigma,
+                mappings,
+                format: match format {
+                    HuntFormat::Table => cairn_hunt::output::Format::Table,
+                    HuntFormat::Jsonl => cairn_hunt::output::Format::Jsonl,
+                    HuntFormat::Csv => cairn_hunt::output::Format::Csv,
+                },
+                out,
+                threads,
+                reference,
+            })
+            .await
         }
         Command::Rules { command } => match command {
             RulesCommand::List => {

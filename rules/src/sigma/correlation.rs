@@ -81,11 +81,14 @@ pub(crate) fn correlation_sql(
             for (i, g) in corr.group_by.iter().enumerate() {
                 cols.push(format!(
                     "{} AS g{i}",
-                    source.field(&field_for(corr, base, g))
+                    source.field(&field_for(corr, base, g)).to_sql()
                 ));
             }
             if let Some(v) = &value_field {
-                cols.push(format!("{} AS v", source.field(&field_for(corr, base, v))));
+                cols.push(format!(
+                    "{} AS v",
+                    source.field(&field_for(corr, base, v)).to_sql()
+                ));
             }
             selects.push(format!(
                 "SELECT {} FROM findings WHERE ({}) AND {}",

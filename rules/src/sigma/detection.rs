@@ -1,4 +1,4 @@
-//! A Sigma rule's `detection` (named selections and the condition) as one SQL predicate.
+//! A Sigma rule's `detection` (named selections and the condition) as one [`Predicate`].
 
 use std::collections::HashMap;
 
@@ -7,49 +7,49 @@ use rsigma_parser::{
 };
 
 use super::Unsupported;
+use super::ir::{FieldRef, Predicate};
 use super::mapping::SourceMapping;
-use super::value::{balanced, item_sql};
+use super::value::item as item_predicate;
 
 /// The rule's condition over the events of one source, as a SQL boolean expression.
 pub(crate) fn condition_sql(
     detections: &Detections,
     source: &SourceMapping,
 ) -> Result<String, Unsupported> {
+    Ok(condition(detections, source)?.to_sql())
+}
+
+/// The rule's condition over the events of one source.
+pub(crate) fn condition(
+    detections: &Detections,
+    source: &SourceMapping,
+) -> Result<Predicate, Unsupported> {
     if detections.conditions.is_empty() {
         return Err(Unsupported::new("the rule has no condition"));
     }
     // Each selection is compiled once, even when the condition names it several times.
-    let mut compiled: HashMap<&str, String> = HashMap::new();
+    let mut compiled: HashMap<&str, Predicate> = HashMap::new();
     for (name, d) in &detections.named {
-        compiled.insert(name.as_str(), detection_sql(d, source)?);
+        compiled.insert(name.as_str(), detection(d, source)?);
     }
     let parts = detections
         .conditions
         .iter()
-        .map(|c| expr_sql(c, &compiled))
+        .map(|c| expr(c, &compiled))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(or(parts))
+    Ok(Predicate::or(parts))
 }
 
-fn or(parts: Vec<String>) -> String {
-    balanced(&parts, "OR")
-}
-
-fn and(parts: Vec<String>) -> String {
-    balanced(&parts, "AND")
-}
-
-fn expr_sql(e: &ConditionExpr, compiled: &HashMap<&str, String>) -> Result<String, Unsupported> {
+fn expr(e: &ConditionExpr, compiled: &HashMap<&str, Predicate>) -> Result<Predicate, Unsupported> {
+    let all = |xs: &[ConditionExpr]| {
+        xs.iter()
+            .map(|x| expr(x, compiled))
+            .collect::<Result<Vec<_>, _>>()
+    };
     Ok(match e {
-        ConditionExpr::And(xs) => and(xs
-            .iter()
-            .map(|x| expr_sql(x, compiled))
-            .collect::<Result<_, _>>()?),
-        ConditionExpr::Or(xs) => or(xs
-            .iter()
-            .map(|x| expr_sql(x, compiled))
-            .collect::<Result<_, _>>()?),
-        ConditionExpr::Not(x) => format!("(NOT {})", expr_sql(x, compiled)?),
+        ConditionExpr::And(xs) => Predicate::and(all(xs)?),
+        ConditionExpr::Or(xs) => Predicate::or(all(xs)?),
+        ConditionExpr::Not(x) => Predicate::Not(Box::new(expr(x, compiled)?)),
         ConditionExpr::Identifier(name) => {
             compiled.get(name.as_str()).cloned().ok_or_else(|| {
                 Unsupported::new(format!(
@@ -76,17 +76,11 @@ fn expr_sql(e: &ConditionExpr, compiled: &HashMap<&str, String>) -> Result<Strin
                     "`{quantifier} of {pattern}` matches no selection"
                 )));
             }
-            let parts: Vec<String> = names.iter().map(|n| compiled[n].clone()).collect();
+            let parts: Vec<Predicate> = names.iter().map(|n| compiled[n].clone()).collect();
             match quantifier {
-                Quantifier::Any => or(parts),
-                Quantifier::All => and(parts),
-                Quantifier::Count(n) => {
-                    let sum: Vec<String> = parts
-                        .iter()
-                        .map(|p| format!("CASE WHEN {p} THEN 1 ELSE 0 END"))
-                        .collect();
-                    format!("(({}) >= {n})", sum.join(" + "))
-                }
+                Quantifier::Any => Predicate::or(parts),
+                Quantifier::All => Predicate::and(parts),
+                Quantifier::Count(n) => Predicate::AtLeast(*n as usize, parts),
             }
         }
     })
@@ -117,20 +111,21 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
     true
 }
 
-fn detection_sql(d: &Detection, source: &SourceMapping) -> Result<String, Unsupported> {
+fn detection(d: &Detection, source: &SourceMapping) -> Result<Predicate, Unsupported> {
+    let each = |ds: &[Detection]| {
+        ds.iter()
+            .map(|d| detection(d, source))
+            .collect::<Result<Vec<_>, _>>()
+    };
     match d {
-        Detection::AllOf(items) => Ok(and(items
-            .iter()
-            .map(|i| item(i, source))
-            .collect::<Result<_, _>>()?)),
-        Detection::AnyOf(ds) => Ok(or(ds
-            .iter()
-            .map(|d| detection_sql(d, source))
-            .collect::<Result<_, _>>()?)),
-        Detection::And(ds) => Ok(and(ds
-            .iter()
-            .map(|d| detection_sql(d, source))
-            .collect::<Result<_, _>>()?)),
+        Detection::AllOf(items) => Ok(Predicate::and(
+            items
+                .iter()
+                .map(|i| item(i, source))
+                .collect::<Result<_, _>>()?,
+        )),
+        Detection::AnyOf(ds) => Ok(Predicate::or(each(ds)?)),
+        Detection::And(ds) => Ok(Predicate::and(each(ds)?)),
         Detection::Keywords(values) => keywords(values, &[]),
         Detection::ArrayMatch { .. } | Detection::Conditional { .. } => Err(Unsupported::new(
             "array object-scope blocks (`field[any]`) are not supported",
@@ -138,10 +133,10 @@ fn detection_sql(d: &Detection, source: &SourceMapping) -> Result<String, Unsupp
     }
 }
 
-fn item(i: &DetectionItem, source: &SourceMapping) -> Result<String, Unsupported> {
+fn item(i: &DetectionItem, source: &SourceMapping) -> Result<Predicate, Unsupported> {
     match &i.field.name {
         None => keywords(&i.values, &i.field.modifiers),
-        Some(name) => item_sql(
+        Some(name) => item_predicate(
             &source.field(name),
             &i.field.modifiers,
             &i.values,
@@ -152,12 +147,11 @@ fn item(i: &DetectionItem, source: &SourceMapping) -> Result<String, Unsupported
 
 /// Keywords search the event's values (its `fields` and typed text columns), as Sigma's
 /// full-text search does; the verbatim record is evidence in the store, not part of the
-/// correlation window. Normalizers that keep only some of a record's fields (Entra, ASFF) limit
-/// what keywords can find there.
+/// correlation window.
 fn keywords(
     values: &[SigmaValue],
     modifiers: &[rsigma_parser::Modifier],
-) -> Result<String, Unsupported> {
+) -> Result<Predicate, Unsupported> {
     let mut mods = modifiers.to_vec();
     if !mods.iter().any(|m| {
         matches!(
@@ -170,12 +164,10 @@ fn keywords(
     }) {
         mods.push(rsigma_parser::Modifier::Contains);
     }
-    item_sql(KEYWORD_TEXT, &mods, values, &|f| f.to_string())
+    item_predicate(&FieldRef::Keywords, &mods, values, &|f| {
+        FieldRef::Map(f.to_string())
+    })
 }
-
-/// The text keywords search: the event's values and its typed text columns, one per line.
-const KEYWORD_TEXT: &str = "concat_ws('\n', title, actor_user, user_name, src_ip, device_hostname, \
-     resource_uid, array_to_string(map_values(fields), '\n'))";
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use rsigma_parser::LogSource;
 use serde::Deserialize;
 
+use super::ir::FieldRef;
 use crate::rule::EntityKind;
 
 static BUNDLED: &str = include_str!("../../sigma/mappings.yml");
@@ -85,13 +86,13 @@ pub struct SourceMapping {
 }
 
 impl SourceMapping {
-    /// The SQL expression reading Sigma field `name`: a column, or the `fields` map entry.
-    pub fn field(&self, name: &str) -> String {
+    /// Where Sigma field `name` is read: a column, or the `fields` map entry.
+    pub fn field(&self, name: &str) -> FieldRef {
         if let Some(c) = self.columns.get(name) {
-            return c.clone();
+            return FieldRef::Column(c.clone());
         }
         let key = self.rename.get(name).map(String::as_str).unwrap_or(name);
-        format!("fields['{}']", key.replace('\'', "''"))
+        FieldRef::Map(key.to_string())
     }
 }
 

@@ -13,6 +13,8 @@
 
 pub mod mapping;
 
+pub mod ir;
+
 mod correlation;
 mod detection;
 mod value;
@@ -67,6 +69,28 @@ pub struct SigmaImport {
     pub warnings: Vec<SkippedSigma>,
     /// Detection rules used only as steps of a correlation (`generate: false`).
     pub correlation_only: usize,
+    /// The compiled detection rules (not correlations) as condition trees, for back ends
+    /// that run them without SQL (`cairn hunt`).
+    pub detections: Vec<SigmaDetection>,
+}
+
+/// A compiled detection rule as condition trees.
+#[derive(Debug, Clone)]
+pub struct SigmaDetection {
+    /// Its rule's position in [`SigmaImport::compiled`].
+    pub rule: usize,
+    /// One per place its events are found (a process creation is Sysmon 1 or Security 4688).
+    pub branches: Vec<SigmaBranch>,
+}
+
+/// A rule's condition over the events of one log source.
+#[derive(Debug, Clone)]
+pub struct SigmaBranch {
+    /// The SQL predicate over `findings` that selects the log source's events (the mapping's
+    /// `where`).
+    pub source_predicate: String,
+    /// The rule's condition there, with that source's field names.
+    pub condition: ir::Predicate,
 }
 
 /// A Sigma file's text and where it came from.
@@ -253,34 +277,40 @@ pub fn compile(texts: &[SigmaText], mappings: &SigmaMappings) -> SigmaImport {
             title: Some(b.rule.title.clone()),
             reason,
         };
-        match detection_rule_sql(b) {
-            Ok(sql) => out.compiled.push(Rule {
-                // One detection per event: each event is its own part of the window.
-                partition_by: Some("finding_uid".to_string()),
-                ..rule_from(
-                    Meta {
-                        id: b.rule.id.as_deref().or(b.rule.name.as_deref()),
-                        title: &b.rule.title,
-                        description: b.rule.description.as_deref(),
-                        author: b.rule.author.as_deref(),
-                        references: &b.rule.references,
-                        level: b.rule.level.map(|l| l.as_str()),
-                        tags: &b.rule.tags,
-                        origin: &b.origin,
-                    },
-                    EntityKind::Finding,
-                    Duration::from_secs(60),
-                    sql,
-                )
-            }),
+        match detection_rule(b) {
+            Ok((sql, branches)) => {
+                out.detections.push(SigmaDetection {
+                    rule: out.compiled.len(),
+                    branches,
+                });
+                out.compiled.push(Rule {
+                    // One detection per event: each event is its own part of the window.
+                    partition_by: Some("finding_uid".to_string()),
+                    ..rule_from(
+                        Meta {
+                            id: b.rule.id.as_deref().or(b.rule.name.as_deref()),
+                            title: &b.rule.title,
+                            description: b.rule.description.as_deref(),
+                            author: b.rule.author.as_deref(),
+                            references: &b.rule.references,
+                            level: b.rule.level.map(|l| l.as_str()),
+                            tags: &b.rule.tags,
+                            origin: &b.origin,
+                        },
+                        EntityKind::Finding,
+                        Duration::from_secs(60),
+                        sql,
+                    )
+                })
+            }
             Err(u) => out.unsupported.push(skip(u.reason)),
         }
     }
     out
 }
 
-/// One detection per matching event.
-fn detection_rule_sql(b: &BaseRule) -> Result<String, Unsupported> {
+/// One detection per matching event: the SQL, and the condition per source it is made of.
+fn detection_rule(b: &BaseRule) -> Result<(String, Vec<SigmaBranch>), Unsupported> {
     if b.sources.is_empty() {
         return Err(Unsupported::new(format!(
             "Cairn has no mapping for {}",
@@ -293,18 +323,21 @@ fn detection_rule_sql(b: &BaseRule) -> Result<String, Unsupported> {
         ));
     }
     let mut parts = Vec::new();
+    let mut branches = Vec::new();
     for s in &b.sources {
-        parts.push(format!(
-            "(({}) AND {})",
-            s.predicate,
-            detection::condition_sql(&b.rule.detection, s)?
-        ));
+        let condition = detection::condition(&b.rule.detection, s)?;
+        parts.push(format!("(({}) AND {})", s.predicate, condition.to_sql()));
+        branches.push(SigmaBranch {
+            source_predicate: s.predicate.clone(),
+            condition,
+        });
     }
-    Ok(format!(
+    let sql = format!(
         "SELECT finding_uid AS entity_key, time AS first_seen, time AS last_seen,\n  \
          make_array(finding_uid) AS finding_uids\nFROM findings\nWHERE {}",
         parts.join("\n   OR ")
-    ))
+    );
+    Ok((sql, branches))
 }
 
 fn describe(ls: &rsigma_parser::LogSource) -> String {

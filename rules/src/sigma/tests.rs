@@ -20,9 +20,12 @@ fn the_bundled_mappings_parse_and_cover_sysmon_and_security_process_creation() {
     };
     let sources = m.sources(&ls);
     assert_eq!(sources.len(), 2);
-    assert_eq!(sources[0].field("Image"), "fields['Image']");
-    assert_eq!(sources[1].field("Image"), "fields['NewProcessName']");
-    assert_eq!(sources[1].field("EventID"), "event_code");
+    assert_eq!(sources[0].field("Image").to_sql(), "fields['Image']");
+    assert_eq!(
+        sources[1].field("Image").to_sql(),
+        "fields['NewProcessName']"
+    );
+    assert_eq!(sources[1].field("EventID").to_sql(), "event_code");
 }
 
 #[test]

@@ -1,15 +1,13 @@
-//! One detection item (a field, its modifiers and values) as a SQL predicate.
-//!
-//! Sigma compares strings case-insensitively unless `cased` is given, so both sides are
-//! lower-cased; wildcards become `LIKE` patterns; every leaf is wrapped in `coalesce(…, false)`
-//! because a missing field must make a selection *false*, not unknown (`not filter` must hold
-//! for an event without the filter's field).
+//! One detection item (a field, its modifiers and values) as a [`Predicate`]: modifiers are
+//! resolved here (`windash`, `base64offset`, `wide` spell their variants, numbers and
+//! `base64` compare case-sensitively), so back ends only see plain field tests.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rsigma_parser::{Modifier, SigmaString, SigmaValue, SpecialChar, StringPart};
 
 use super::Unsupported;
+use super::ir::{Cmp, FieldRef, Leaf, Piece, Position, Predicate};
 
 /// A SQL string literal.
 pub(crate) fn quote(s: &str) -> String {
@@ -31,23 +29,14 @@ pub(crate) fn balanced(parts: &[String], op: &str) -> String {
     }
 }
 
-/// How a string value is compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Position {
-    Exact,
-    Contains,
-    StartsWith,
-    EndsWith,
-}
-
-/// The item `field|modifiers: values` as SQL; `column` is the field's SQL expression and
-/// `field_sql` reads another field (for `fieldref`).
-pub(crate) fn item_sql(
-    column: &str,
+/// The item `field|modifiers: values` as a predicate; `resolve` reads another field (for
+/// `fieldref`).
+pub(crate) fn item(
+    field: &FieldRef,
     modifiers: &[Modifier],
     values: &[SigmaValue],
-    field_sql: &dyn Fn(&str) -> String,
-) -> Result<String, Unsupported> {
+    resolve: &dyn Fn(&str) -> FieldRef,
+) -> Result<Predicate, Unsupported> {
     let has = |m: Modifier| modifiers.contains(&m);
     for m in modifiers {
         if matches!(
@@ -85,20 +74,28 @@ pub(crate) fn item_sql(
             }
             _ => return Err(Unsupported::new("`exists` needs true or false")),
         };
+        let exists = Predicate::Leaf(Leaf::Exists(field.clone()));
         return Ok(if want {
-            format!("({column} IS NOT NULL)")
+            exists
         } else {
-            format!("({column} IS NULL)")
+            Predicate::Not(Box::new(exists))
         });
     }
     let mut parts = Vec::with_capacity(values.len());
     for v in values {
-        parts.push(value_sql(column, modifiers, v, field_sql)?);
+        parts.push(value(field, modifiers, v, resolve)?);
     }
-    let body = balanced(&parts, if has(Modifier::All) { "AND" } else { "OR" });
+    let body = if has(Modifier::All) {
+        Predicate::and(parts)
+    } else {
+        Predicate::or(parts)
+    };
     Ok(if has(Modifier::Neq) {
         // `neq`: the field is present and differs from every value.
-        format!("({column} IS NOT NULL AND NOT {body})")
+        Predicate::And(vec![
+            Predicate::Leaf(Leaf::Exists(field.clone())),
+            Predicate::Not(Box::new(body)),
+        ])
     } else {
         body
     })
@@ -109,19 +106,19 @@ fn modifier_name(m: Modifier) -> String {
 }
 
 /// One value of an item.
-fn value_sql(
-    column: &str,
+fn value(
+    field: &FieldRef,
     modifiers: &[Modifier],
     value: &SigmaValue,
-    field_sql: &dyn Fn(&str) -> String,
-) -> Result<String, Unsupported> {
+    resolve: &dyn Fn(&str) -> FieldRef,
+) -> Result<Predicate, Unsupported> {
     let has = |m: Modifier| modifiers.contains(&m);
     let cased = has(Modifier::Cased);
     for (m, op) in [
-        (Modifier::Gt, ">"),
-        (Modifier::Gte, ">="),
-        (Modifier::Lt, "<"),
-        (Modifier::Lte, "<="),
+        (Modifier::Gt, Cmp::Gt),
+        (Modifier::Gte, Cmp::Gte),
+        (Modifier::Lt, Cmp::Lt),
+        (Modifier::Lte, Cmp::Lte),
     ] {
         if has(m) {
             let n = match value {
@@ -143,9 +140,11 @@ fn value_sql(
                     )));
                 }
             };
-            return Ok(format!(
-                "coalesce(try_cast({column} AS DOUBLE) {op} {n:?}, false)"
-            ));
+            return Ok(Predicate::Leaf(Leaf::Number {
+                field: field.clone(),
+                op,
+                value_bits: n.to_bits(),
+            }));
         }
     }
     if has(Modifier::FieldRef) {
@@ -160,12 +159,11 @@ fn value_sql(
                 "`fieldref` with contains/startswith/endswith is not supported",
             ));
         }
-        let other = field_sql(&other);
-        return Ok(if cased {
-            format!("coalesce({column} = {other}, false)")
-        } else {
-            format!("coalesce(lower({column}) = lower({other}), false)")
-        });
+        return Ok(Predicate::Leaf(Leaf::FieldEq {
+            field: field.clone(),
+            other: resolve(&other),
+            cased,
+        }));
     }
     if has(Modifier::Cidr) {
         let SigmaValue::String(s) = value else {
@@ -179,10 +177,10 @@ fn value_sql(
         if !valid {
             return Err(Unsupported::new(format!("`{net}` is not a CIDR network")));
         }
-        return Ok(format!(
-            "coalesce(cidr_match({column}, {}), false)",
-            quote(&net)
-        ));
+        return Ok(Predicate::Leaf(Leaf::Cidr {
+            field: field.clone(),
+            network: net,
+        }));
     }
     if has(Modifier::Re) {
         let SigmaValue::String(s) = value else {
@@ -210,10 +208,10 @@ fn value_sql(
                 e.to_string().lines().last().unwrap_or("invalid")
             ))
         })?;
-        return Ok(format!(
-            "coalesce(regexp_like({column}, {}), false)",
-            quote(&pattern)
-        ));
+        return Ok(Predicate::Leaf(Leaf::Regex {
+            field: field.clone(),
+            pattern,
+        }));
     }
     let position = if has(Modifier::Contains) {
         Position::Contains
@@ -224,22 +222,52 @@ fn value_sql(
     } else {
         Position::Exact
     };
+    let text = |cased: bool, parts: &[StringPart]| {
+        Predicate::Leaf(Leaf::Text {
+            field: field.clone(),
+            position,
+            cased,
+            pattern: pieces(parts, cased),
+        })
+    };
     match value {
-        SigmaValue::Null => Ok(format!("({column} IS NULL OR {column} = '')")),
-        SigmaValue::Bool(b) => Ok(format!("coalesce(lower({column}) = '{b}', false)")),
-        SigmaValue::Integer(i) => Ok(text_sql(column, position, true, &plain(&i.to_string()))),
-        SigmaValue::Float(f) => Ok(text_sql(column, position, true, &plain(&f.to_string()))),
+        SigmaValue::Null => Ok(Predicate::Leaf(Leaf::Empty(field.clone()))),
+        SigmaValue::Bool(b) => Ok(Predicate::Leaf(Leaf::Text {
+            field: field.clone(),
+            position: Position::Exact,
+            cased: false,
+            pattern: vec![Piece::Lit(b.to_string())],
+        })),
+        SigmaValue::Integer(i) => Ok(text(true, &plain(&i.to_string()))),
+        SigmaValue::Float(f) => Ok(text(true, &plain(&f.to_string()))),
         SigmaValue::String(s) => {
             let variants = encode(s, modifiers)?;
             let cased = cased || variants.encoded;
-            let sql: Vec<String> = variants
-                .patterns
-                .iter()
-                .map(|p| text_sql(column, position, cased, p))
-                .collect();
-            Ok(balanced(&sql, "OR"))
+            Ok(Predicate::or(
+                variants.patterns.iter().map(|p| text(cased, p)).collect(),
+            ))
         }
     }
+}
+
+/// A Sigma string as pattern pieces, folded to lower case unless `cased`; adjacent literals
+/// are joined.
+fn pieces(parts: &[StringPart], cased: bool) -> Vec<Piece> {
+    let mut out: Vec<Piece> = Vec::new();
+    for p in parts {
+        match p {
+            StringPart::Plain(s) => {
+                let s = if cased { s.clone() } else { s.to_lowercase() };
+                match out.last_mut() {
+                    Some(Piece::Lit(prev)) => prev.push_str(&s),
+                    _ => out.push(Piece::Lit(s)),
+                }
+            }
+            StringPart::Special(SpecialChar::WildcardMulti) => out.push(Piece::AnyRun),
+            StringPart::Special(SpecialChar::WildcardSingle) => out.push(Piece::AnyChar),
+        }
+    }
+    out
 }
 
 fn plain(s: &str) -> Vec<StringPart> {
@@ -377,66 +405,6 @@ fn windash(parts: &[StringPart]) -> Vec<Vec<StringPart>> {
             .collect();
     }
     out
-}
-
-/// `column` compared with one pattern.
-fn text_sql(column: &str, position: Position, cased: bool, parts: &[StringPart]) -> String {
-    let wild = parts.iter().any(|p| matches!(p, StringPart::Special(_)));
-    let fold = |s: &str| {
-        if cased {
-            s.to_string()
-        } else {
-            s.to_lowercase()
-        }
-    };
-    let subject = if cased {
-        column.to_string()
-    } else {
-        format!("lower({column})")
-    };
-    if position == Position::Exact && !wild {
-        let text = plain_text(parts).unwrap_or_default();
-        return format!("coalesce({subject} = {}, false)", quote(&fold(&text)));
-    }
-    if !wild {
-        let text = quote(&fold(&plain_text(parts).unwrap_or_default()));
-        let f = match position {
-            Position::Contains => "strpos",
-            Position::StartsWith => "starts_with",
-            Position::EndsWith => "ends_with",
-            Position::Exact => unreachable!("handled above"),
-        };
-        return if f == "strpos" {
-            format!("coalesce(strpos({subject}, {text}) > 0, false)")
-        } else {
-            format!("coalesce({f}({subject}, {text}), false)")
-        };
-    }
-    let mut like = String::new();
-    if matches!(position, Position::Contains | Position::EndsWith) {
-        like.push('%');
-    }
-    for p in parts {
-        match p {
-            StringPart::Plain(s) => {
-                for c in fold(s).chars() {
-                    if matches!(c, '%' | '_' | '\\') {
-                        like.push('\\');
-                    }
-                    like.push(c);
-                }
-            }
-            StringPart::Special(SpecialChar::WildcardMulti) => like.push('%'),
-            StringPart::Special(SpecialChar::WildcardSingle) => like.push('_'),
-        }
-    }
-    if matches!(position, Position::Contains | Position::StartsWith) {
-        like.push('%');
-    }
-    format!(
-        "coalesce({subject} LIKE {} ESCAPE '\\', false)",
-        quote(&like)
-    )
 }
 
 #[cfg(test)]

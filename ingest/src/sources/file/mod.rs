@@ -102,6 +102,43 @@ impl FileSource {
     }
 }
 
+/// The files `paths` name, folders expanded to the data files in them (in name order), as
+/// `cairn ingest` reads them; a missing path is an error.
+pub fn data_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut inputs = Vec::new();
+    for p in paths {
+        expand(p, &mut inputs)?;
+    }
+    Ok(inputs
+        .into_iter()
+        .filter_map(|i| match i {
+            Input::Path(p) => Some(p),
+            Input::Bytes { .. } => None,
+        })
+        .collect())
+}
+
+/// Hands every record of the file at `path` to `emit`, in order: EVTX when it starts with the
+/// EVTX magic, otherwise JSON, NDJSON or API envelopes, gzip or not. Malformed records are
+/// emitted as failed [`RawRecord`]s; the error is for a file that cannot be read at all.
+pub fn read_path(
+    path: &Path,
+    mut emit: impl FnMut(RawRecord<'_>),
+) -> std::result::Result<(), String> {
+    let name = path.display().to_string();
+    let mut file = File::open(path).map_err(|e| format!("cannot read input: {e}"))?;
+    let mut head = [0u8; 8];
+    let n = file
+        .read(&mut head)
+        .map_err(|e| format!("cannot read input: {e}"))?;
+    let file = File::open(path).map_err(|e| format!("cannot read input: {e}"))?;
+    if &head[..n] == EVTX_MAGIC {
+        return read_evtx(&name, std::io::BufReader::new(file), &mut emit);
+    }
+    let reader = maybe_gunzip(file).map_err(|e| format!("cannot read input: {e}"))?;
+    read_records(&name, reader, &mut emit).map_err(|e| format!("cannot read input: {e}"))
+}
+
 fn expand(path: &Path, out: &mut Vec<Input>) -> Result<()> {
     let io = |err| IngestError::Io {
         path: path.to_path_buf(),

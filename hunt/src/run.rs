@@ -1,0 +1,292 @@
+//! Hunting over files: every core takes the next file, normalizes its records in batches with
+//! the production normalizer, and runs the index over each batch. Results are put back in
+//! input order (file, then record, then rule), so the output does not depend on scheduling.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, MapArray, RecordBatch};
+use arrow::datatypes::TimestampMillisecondType;
+use chrono::{DateTime, Utc};
+
+use cairn_ingest::normalize::normalize_json;
+use cairn_ingest::sources::file::read_path;
+use cairn_ingest::{Finding, to_record_batch};
+
+use crate::HuntError;
+use crate::index::HuntRules;
+use crate::matcher::Scratch;
+use crate::plain::PlainScratch;
+
+/// How to hunt.
+#[derive(Debug, Clone)]
+pub struct HuntOptions {
+    /// Events per batch.
+    pub batch_rows: usize,
+    /// Worker threads (at least one).
+    pub threads: usize,
+    /// Run the row-by-row reference instead of the index (for differential checks).
+    pub reference: bool,
+}
+
+impl Default for HuntOptions {
+    fn default() -> Self {
+        HuntOptions {
+            batch_rows: 4096,
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            reference: false,
+        }
+    }
+}
+
+/// One rule matching one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detection {
+    /// The rule's position in [`HuntRules::rules`].
+    pub rule: u32,
+    /// The file's position in the input list.
+    pub file: u32,
+    /// The event's position in its file (0-based, records and unreadable records counted).
+    pub record: u64,
+    /// Where the event is (`file#EventRecordID` or `file:line`).
+    pub location: String,
+    /// Event time.
+    pub time: Option<DateTime<Utc>>,
+    /// Windows channel, when the event has one.
+    pub channel: Option<String>,
+    /// Event id (Windows `EventID`).
+    pub event_id: Option<String>,
+    /// The computer (host name).
+    pub computer: Option<String>,
+    /// The event exactly as read.
+    pub event: String,
+}
+
+/// A record that could not be read or normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Where it is.
+    pub location: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a hunt found.
+#[derive(Debug, Default)]
+pub struct HuntReport {
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
+    /// Events evaluated.
+    pub events: u64,
+    /// Bytes of input.
+    pub bytes: u64,
+    /// Detections in input order.
+    pub detections: Vec<Detection>,
+    /// Records that were not evaluated, with the reason.
+    pub rejected: Vec<Rejected>,
+    /// Wall time of the hunt.
+    pub wall: Duration,
+}
+
+struct FileResult {
+    events: u64,
+    detections: Vec<Detection>,
+    rejected: Vec<Rejected>,
+}
+
+/// Runs `rules` over `files`. `progress` is called with the bytes of each file when it is done.
+pub fn hunt(
+    rules: &HuntRules,
+    files: &[PathBuf],
+    options: &HuntOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<HuntReport, HuntError> {
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<FileResult, HuntError>>>> =
+        files.iter().map(|_| Mutex::new(None)).collect();
+    let threads = options.threads.clamp(1, files.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut worker = Worker::new(rules, options);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = files.get(i) else { break };
+                    let r = worker.file(i as u32, path);
+                    progress(std::fs::metadata(path).map_or(0, |m| m.len()));
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    let mut report = HuntReport {
+        files: files.to_vec(),
+        ..HuntReport::default()
+    };
+    for (slot, path) in results.into_iter().zip(files) {
+        report.bytes += std::fs::metadata(path).map_or(0, |m| m.len());
+        let r = slot
+            .into_inner()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Err(HuntError::WorkerLost(path.display().to_string())))?;
+        report.events += r.events;
+        report.detections.extend(r.detections);
+        report.rejected.extend(r.rejected);
+    }
+    report.wall = started.elapsed();
+    Ok(report)
+}
+
+struct Worker<'a> {
+    rules: &'a HuntRules,
+    options: &'a HuntOptions,
+    scratch: Scratch,
+    plain: PlainScratch,
+}
+
+/// Records waiting for their batch.
+#[derive(Default)]
+struct Pending {
+    findings: Vec<Finding>,
+    locations: Vec<String>,
+    records: Vec<u64>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(rules: &'a HuntRules, options: &'a HuntOptions) -> Self {
+        Worker {
+            rules,
+            options,
+            scratch: Scratch::default(),
+            plain: PlainScratch::default(),
+        }
+    }
+
+    fn file(&mut self, file: u32, path: &std::path::Path) -> Result<FileResult, HuntError> {
+        let mut out = FileResult {
+            events: 0,
+            detections: Vec::new(),
+            rejected: Vec::new(),
+        };
+        let mut pending = Pending::default();
+        let mut record = 0u64;
+        let mut failure = None;
+        let read = read_path(path, |r| {
+            let n = record;
+            record += 1;
+            match r.value {
+                Ok(doc) => match normalize_json(&doc.json, doc.raw) {
+                    Ok(f) => {
+                        pending.findings.push(f);
+                        pending.locations.push(r.location);
+                        pending.records.push(n);
+                    }
+                    Err(e) => out.rejected.push(Rejected {
+                        location: r.location,
+                        reason: e.to_string(),
+                    }),
+                },
+                Err((reason, _)) => out.rejected.push(Rejected {
+                    location: r.location,
+                    reason,
+                }),
+            }
+            if pending.findings.len() >= self.options.batch_rows && failure.is_none() {
+                let batch = std::mem::take(&mut pending);
+                if let Err(e) = self.batch(file, batch, &mut out) {
+                    failure = Some(e);
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if let Err(reason) = read {
+            out.rejected.push(Rejected {
+                location: path.display().to_string(),
+                reason,
+            });
+        }
+        self.batch(file, pending, &mut out)?;
+        Ok(out)
+    }
+
+    fn batch(&mut self, file: u32, p: Pending, out: &mut FileResult) -> Result<(), HuntError> {
+        if p.findings.is_empty() {
+            return Ok(());
+        }
+        out.events += p.findings.len() as u64;
+        let batch = to_record_batch(&p.findings).map_err(|e| HuntError::Batch(e.to_string()))?;
+        let matches = if self.options.reference {
+            self.rules.matches_plain(&batch, &mut self.plain)?
+        } else {
+            self.rules.matches(&batch, &mut self.scratch)?
+        };
+        let view = EventView::new(&batch);
+        for (row, rule) in matches {
+            let row = row as usize;
+            out.detections.push(Detection {
+                rule,
+                file,
+                record: p.records[row],
+                location: p.locations[row].clone(),
+                time: view.time(row),
+                channel: view.field(row, "Channel"),
+                event_id: view.text("event_code", row),
+                computer: view
+                    .text("device_hostname", row)
+                    .or_else(|| view.field(row, "Computer")),
+                event: p.findings[row].raw.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a detection shows of its event.
+struct EventView<'a> {
+    batch: &'a RecordBatch,
+    map: Option<&'a MapArray>,
+}
+
+impl<'a> EventView<'a> {
+    fn new(batch: &'a RecordBatch) -> Self {
+        EventView {
+            batch,
+            map: batch
+                .column_by_name("fields")
+                .and_then(|c| c.as_any().downcast_ref::<MapArray>()),
+        }
+    }
+
+    fn time(&self, row: usize) -> Option<DateTime<Utc>> {
+        let c = self
+            .batch
+            .column_by_name("time")?
+            .as_primitive_opt::<TimestampMillisecondType>()?;
+        c.is_valid(row)
+            .then(|| DateTime::from_timestamp_millis(c.value(row)))
+            .flatten()
+    }
+
+    fn text(&self, column: &str, row: usize) -> Option<String> {
+        let c = self.batch.column_by_name(column)?.as_string_opt::<i32>()?;
+        (c.is_valid(row) && !c.value(row).is_empty()).then(|| c.value(row).to_string())
+    }
+
+    fn field(&self, row: usize, key: &str) -> Option<String> {
+        let map = self.map?;
+        let keys = map.keys().as_string::<i32>();
+        let values = map.values().as_string::<i32>();
+        let offsets = map.value_offsets();
+        (offsets[row] as usize..offsets[row + 1] as usize)
+            .find(|e| keys.value(*e) == key && values.is_valid(*e))
+            .map(|e| values.value(e).to_string())
+    }
+}

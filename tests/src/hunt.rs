@@ -1,0 +1,304 @@
+//! `cairn hunt`: SigmaHQ's regression cases through the indexed engine, the indexed engine
+//! against the row-by-row reference over every Windows sample in the repository with the
+//! whole bundled SigmaHQ Windows rule set, the Sigma semantics cases, and the command's
+//! output formats.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use cairn_hunt::plain::PlainScratch;
+use cairn_hunt::{HuntOptions, HuntReport, HuntRules, Scratch, bundled, hunt};
+use cairn_ingest::sources::file::data_files;
+use cairn_ingest::{finding_schema, to_record_batch};
+use cairn_rules::rule_test::RuleTest;
+use cairn_rules::sigma::{SigmaImport, SigmaMappings, SigmaText, compile};
+
+use crate::{repo_root, run, stdout};
+
+fn sigma_data() -> PathBuf {
+    repo_root().join("tests/data/sigma")
+}
+
+/// The Windows samples in the repository: EVTX, nested JSON lines (as `evtx_dump -o jsonl`
+/// writes them), OTRF's flat JSON lines, and SigmaHQ's regression events.
+fn corpus() -> Vec<PathBuf> {
+    data_files(&[
+        repo_root().join("ingest/testdata/windows/evtx"),
+        repo_root().join("ingest/testdata/windows/otrf"),
+        sigma_data().join("regression_data"),
+    ])
+    .expect("the samples are readable")
+}
+
+fn rules_of(texts: &[SigmaText]) -> (SigmaImport, HuntRules) {
+    let import = compile(texts, &SigmaMappings::bundled());
+    let rules = HuntRules::compile(&import, &finding_schema()).expect("the index builds");
+    (import, rules)
+}
+
+fn run_hunt(rules: &HuntRules, files: &[PathBuf], reference: bool) -> HuntReport {
+    let options = HuntOptions {
+        reference,
+        ..HuntOptions::default()
+    };
+    hunt(rules, files, &options, &|_| {}).expect("the hunt runs")
+}
+
+#[derive(Deserialize)]
+struct RegressionIndex {
+    cases: Vec<RegressionCase>,
+}
+
+#[derive(Deserialize)]
+struct RegressionCase {
+    rule_id: String,
+    rule_path: String,
+    tests: Vec<RegressionTest>,
+}
+
+#[derive(Deserialize)]
+struct RegressionTest {
+    match_count: Option<usize>,
+    json: String,
+}
+
+/// Every SigmaHQ regression case reaches its match count through the hunt engine, all rules
+/// loaded together (so the shared matchers and the index are in play), and no rule matches
+/// every event of its file.
+#[test]
+fn every_sigma_regression_case_reaches_its_match_count_through_hunt() {
+    let root = sigma_data();
+    let index: RegressionIndex = serde_json::from_str(
+        &std::fs::read_to_string(root.join("regression_index.json")).expect("index"),
+    )
+    .expect("valid index");
+    let mut texts: Vec<SigmaText> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for case in &index.cases {
+        if seen.insert(case.rule_path.clone()) {
+            texts.push(SigmaText {
+                origin: case.rule_path.clone(),
+                text: std::fs::read_to_string(root.join(&case.rule_path)).expect("rule"),
+            });
+        }
+    }
+    let (import, rules) = rules_of(&texts);
+    assert!(import.unsupported.is_empty(), "{:?}", import.unsupported);
+    let files: Vec<PathBuf> = index
+        .cases
+        .iter()
+        .flat_map(|c| c.tests.iter().map(|t| root.join(&t.json)))
+        .collect();
+    let report = run_hunt(&rules, &files, false);
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    // Detections per (file, rule id).
+    let mut hits: BTreeMap<(u32, &str), usize> = BTreeMap::new();
+    for d in &report.detections {
+        *hits
+            .entry((d.file, rules.rules[d.rule as usize].id.as_str()))
+            .or_default() += 1;
+    }
+    let (mut cases, mut failures, mut matched) = (0, Vec::new(), 0);
+    let mut file_no = 0u32;
+    for case in &index.cases {
+        let id = format!("sigma.{}", case.rule_id);
+        for t in &case.tests {
+            cases += 1;
+            let n = hits.get(&(file_no, id.as_str())).copied().unwrap_or(0);
+            matched += n;
+            let want = t.match_count.unwrap_or(1);
+            if n < want {
+                failures.push(format!("{} ({}): {n} matches, want ≥ {want}", t.json, id));
+            }
+            file_no += 1;
+        }
+    }
+    println!(
+        "{cases} regression cases through hunt: {matched} matches of their rules in {} events",
+        report.events
+    );
+    assert!(cases >= 128, "only {cases} cases");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        (matched as u64) < report.events,
+        "{matched} of {} events matched",
+        report.events
+    );
+}
+
+/// The indexed engine (log-source index, shared automata, candidates only, shared leaves)
+/// finds exactly what testing every rule on every event finds: the whole bundled SigmaHQ
+/// Windows rule set over every Windows sample in the repository.
+#[test]
+fn the_index_finds_exactly_what_every_rule_on_every_event_finds() {
+    let texts = bundled::sigmahq_windows().expect("the bundled rules read");
+    assert_eq!(
+        texts.len(),
+        2407,
+        "the bundled set is SigmaHQ's rules/windows"
+    );
+    let (import, rules) = rules_of(&texts);
+    let compiled = import.compiled.len() + import.correlation_only;
+    let total = compiled + import.unsupported.len();
+    println!(
+        "bundled SigmaHQ Windows rules: {compiled} of {total} compiled, index {:?}",
+        rules.stats()
+    );
+    assert!(
+        compiled * 100 >= total * 98,
+        "{compiled} of {total} compiled"
+    );
+    let files = corpus();
+    let indexed = run_hunt(&rules, &files, false);
+    let reference = run_hunt(&rules, &files, true);
+    let key = |r: &HuntReport| -> Vec<(u32, u64, u32)> {
+        r.detections
+            .iter()
+            .map(|d| (d.file, d.record, d.rule))
+            .collect()
+    };
+    println!(
+        "{} events in {} files: {} detections by the index, {} by the reference",
+        indexed.events,
+        files.len(),
+        indexed.detections.len(),
+        reference.detections.len()
+    );
+    assert!(indexed.events > 20_000, "only {} events", indexed.events);
+    assert_eq!(indexed.rejected, reference.rejected);
+    // Enough detections that the comparison says something, and far fewer than pairs.
+    assert!(
+        indexed.detections.len() > 200,
+        "{}",
+        indexed.detections.len()
+    );
+    let (a, b) = (key(&indexed), key(&reference));
+    let only_index: Vec<_> = a.iter().filter(|x| !b.contains(x)).take(10).collect();
+    let only_reference: Vec<_> = b.iter().filter(|x| !a.contains(x)).take(10).collect();
+    assert!(
+        a == b,
+        "index and reference differ: only index {only_index:?}, only reference {only_reference:?}"
+    );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    cases: Vec<SemanticsCase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SemanticsCase {
+    name: String,
+    sigma: String,
+    #[serde(default)]
+    rule: Option<String>,
+    tests: Vec<RuleTest>,
+}
+
+/// The detection semantics cases of `rules/sigma/tests/detection.yml` (run on the SQL engine
+/// by the Sigma tests) give the same events through the hunt engine and its reference.
+#[test]
+fn the_sigma_detection_semantics_cases_pass_through_hunt() {
+    let path = repo_root().join("rules/sigma/tests/detection.yml");
+    let file: CaseFile =
+        yaml_serde::from_str(&std::fs::read_to_string(path).expect("read")).expect("case file");
+    let (mut ran, mut failures) = (0, Vec::new());
+    for case in &file.cases {
+        let (import, rules) = rules_of(&[SigmaText {
+            origin: case.name.clone(),
+            text: case.sigma.clone(),
+        }]);
+        assert!(
+            case.rule.is_none() && rules.rules.len() == 1,
+            "{}",
+            case.name
+        );
+        assert!(import.unsupported.is_empty(), "{}", case.name);
+        for t in &case.tests {
+            ran += 1;
+            let findings = t.to_findings().expect("test findings");
+            let batch = to_record_batch(&findings).expect("batch");
+            let want: BTreeSet<String> = t.expect.iter().map(|e| e.entity_key.clone()).collect();
+            let indexed = rules
+                .matches(&batch, &mut Scratch::default())
+                .expect("indexed");
+            let reference = rules
+                .matches_plain(&batch, &mut PlainScratch::default())
+                .expect("reference");
+            for (engine, matches) in [("index", indexed), ("reference", reference)] {
+                let got: BTreeSet<String> = matches
+                    .iter()
+                    .map(|(row, _)| findings[*row as usize].finding_uid.clone())
+                    .collect();
+                if got != want {
+                    failures.push(format!(
+                        "{} / {} ({engine}): got {got:?}, want {want:?}",
+                        case.name, t.name
+                    ));
+                }
+            }
+        }
+    }
+    println!("{ran} Sigma semantics tests through hunt");
+    assert!(ran >= 8, "only {ran} tests ran");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `cairn hunt` with the bundled rules: JSON lines with every promised field, CSV with the
+/// same detections, the per-rule summary, and rules that were not compiled named with reasons.
+#[test]
+fn cairn_hunt_writes_jsonl_csv_and_a_summary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let evtx = repo_root().join("ingest/testdata/windows/evtx");
+    let evtx = evtx.to_str().expect("utf-8 path");
+    let o = run(dir.path(), &["hunt", evtx, "--format", "jsonl"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(lines.len() >= 10, "{} detections\n{err}", lines.len());
+    for l in &lines {
+        for k in cairn_hunt::output::COLUMNS {
+            assert!(l.get(k).is_some(), "{k} missing in {l}");
+        }
+        assert!(
+            l["rule_id"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("sigma."))
+        );
+        assert!(l["event"]["Event"]["System"].is_object(), "{l}");
+        assert_eq!(l["channel"], "Security", "{l}");
+    }
+    // Rules that did not compile are listed with their reasons; the summary line counts.
+    assert!(
+        err.contains("not compiled: builtin:rules/windows/"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{} detections", lines.len())),
+        "{err}"
+    );
+
+    let c = run(dir.path(), &["hunt", evtx, "--format", "csv"]);
+    assert!(c.status.success());
+    let csv = stdout(&c);
+    assert!(csv.starts_with("rule_id,title,level,"), "{csv}");
+    let rule_ids: BTreeSet<&str> = lines.iter().filter_map(|l| l["rule_id"].as_str()).collect();
+    for id in &rule_ids {
+        assert!(csv.contains(id), "{id} missing from CSV");
+    }
+
+    let t = run(dir.path(), &["hunt", evtx]);
+    let table = stdout(&t);
+    assert!(table.starts_with("time "), "{table}");
+    assert!(
+        table.contains("detections  level"),
+        "summary missing:\n{table}"
+    );
+}
