@@ -109,6 +109,13 @@ enum Command {
         /// Test every rule on every event without the index (slow; for checking the index).
         #[arg(long)]
         reference: bool,
+        /// Where compiled rule sets are kept between runs (default `$CAIRN_CACHE_DIR`, else
+        /// `~/.cache/cairn/hunt`).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Compile the rules without reading or writing the cache.
+        #[arg(long, conflicts_with = "cache_dir")]
+        no_cache: bool,
     },
     /// Inspect the rules in force.
     Rules {

@@ -24,7 +24,7 @@ use crate::HuntError;
 use crate::leaf::{Glob, TextTest};
 
 /// What a detection names about its rule.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RuleInfo {
     /// Cairn rule id (`sigma.<sigma id>`).
     pub id: String,
@@ -112,6 +112,10 @@ pub(crate) struct FieldMatcher {
     pub cased: bool,
     pub automaton: AhoCorasick,
     pub units: Vec<Vec<u32>>,
+    /// The log sources of those units: an event in none of them skips this automaton.
+    pub sources: Vec<u32>,
+    /// Number of this matcher's first anchor among all matchers' anchors.
+    pub anchor_base: u32,
 }
 
 /// Sigma rules compiled for hunting.
@@ -127,6 +131,10 @@ pub struct HuntRules {
     pub(crate) matchers: Vec<FieldMatcher>,
     /// The conditions as compiled (per rule: source and tree), for the row-by-row reference.
     pub(crate) conditions: Vec<Vec<(u32, Predicate)>>,
+    /// Per field: whether its values are folded to lower case per batch.
+    pub(crate) lowered: Vec<bool>,
+    /// Anchors of all matchers.
+    pub(crate) anchor_count: usize,
 }
 
 /// Sizes of the index, for reports and benchmarks.
@@ -148,24 +156,58 @@ pub struct IndexStats {
     pub unanchored_units: usize,
 }
 
+/// A detection rule as the index takes it: what its detections name, and its condition per
+/// log source (the source's `where` SQL and the condition there).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HuntRule {
+    /// What detections name.
+    pub info: RuleInfo,
+    /// `(log source predicate, condition)` per place its events are found.
+    pub branches: Vec<(String, Predicate)>,
+}
+
+impl HuntRule {
+    /// The detection rules of `import`, in order. Correlation rules are not among them: they
+    /// need the live correlator's window.
+    pub fn from_import(import: &SigmaImport) -> Vec<HuntRule> {
+        import
+            .detections
+            .iter()
+            .filter_map(|d| {
+                let rule = import.compiled.get(d.rule)?;
+                Some(HuntRule {
+                    info: RuleInfo::of(rule),
+                    branches: d
+                        .branches
+                        .iter()
+                        .map(|b| (b.source_predicate.clone(), b.condition.clone()))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+}
+
 impl HuntRules {
     /// Compiles the detection rules of `import` against batches of `schema` (the findings
-    /// schema). Correlation rules are not among them: they need the live correlator's window.
+    /// schema).
     pub fn compile(import: &SigmaImport, schema: &SchemaRef) -> Result<HuntRules, HuntError> {
+        Self::build(&HuntRule::from_import(import), schema)
+    }
+
+    /// Builds the index of `rules` against batches of `schema`.
+    pub fn build(rules: &[HuntRule], schema: &SchemaRef) -> Result<HuntRules, HuntError> {
         let mut b = Builder::default();
-        let mut rules = Vec::new();
-        let mut conditions = Vec::new();
-        for d in &import.detections {
-            let Some(rule) = import.compiled.get(d.rule) else {
-                continue;
-            };
-            let rule_no = rules.len() as u32;
-            rules.push(RuleInfo::of(rule));
+        let mut infos = Vec::with_capacity(rules.len());
+        let mut conditions = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let rule_no = infos.len() as u32;
+            infos.push(rule.info.clone());
             let mut per_rule = Vec::new();
-            for branch in &d.branches {
-                let source = b.source(&branch.source_predicate, schema)?;
-                let tree = b.node(&branch.condition)?;
-                per_rule.push((source, branch.condition.clone()));
+            for (predicate, condition) in &rule.branches {
+                let source = b.source(predicate, schema)?;
+                let tree = b.node(condition)?;
+                per_rule.push((source, condition.clone()));
                 b.units.push(Unit {
                     rule: rule_no,
                     source,
@@ -174,12 +216,12 @@ impl HuntRules {
             }
             conditions.push(per_rule);
         }
-        b.finish(rules, conditions)
+        b.finish(infos, conditions)
     }
 
     /// Per field: whether a case-insensitive test or automaton reads it (its values are then
     /// folded once per batch).
-    pub(crate) fn lowered_fields(&self) -> Vec<bool> {
+    fn lowered_fields(&self) -> Vec<bool> {
         let mut out = vec![false; self.fields.len()];
         for l in &self.leaves {
             match l {
@@ -349,11 +391,12 @@ impl Builder {
     fn required(&self, n: &Node) -> Option<Vec<u32>> {
         match n {
             Node::Leaf(l) => self.anchors[*l as usize].as_ref().map(|_| vec![*l]),
-            // Any one child's set will do: take the smallest.
+            // Any one child's set will do: take the one least likely to be found (fewest and
+            // longest anchors).
             Node::And(xs) => xs
                 .iter()
                 .filter_map(|x| self.required(x))
-                .min_by_key(Vec::len),
+                .min_by(|a, b| self.cost(a).total_cmp(&self.cost(b))),
             Node::Or(xs) => {
                 let mut all = Vec::new();
                 for x in xs {
@@ -371,6 +414,15 @@ impl Builder {
             }
             Node::AtLeast(..) | Node::Not(_) => None,
         }
+    }
+
+    /// How often a set of anchors is expected to be found: short anchors are found more often.
+    fn cost(&self, leaves: &[u32]) -> f64 {
+        leaves
+            .iter()
+            .filter_map(|l| self.anchors[*l as usize].as_ref())
+            .map(|(_, _, lit)| 1.0 / lit.len().max(1) as f64)
+            .sum()
     }
 
     fn finish(
@@ -407,6 +459,7 @@ impl Builder {
         let mut keys: Vec<(u32, bool)> = by_field.keys().copied().collect();
         keys.sort_unstable();
         let mut matchers = Vec::new();
+        let mut anchor_count = 0u32;
         for key in keys {
             let Some((ids, units)) = by_field.remove(&key) else {
                 continue;
@@ -419,14 +472,24 @@ impl Builder {
                 .match_kind(MatchKind::Standard)
                 .build(&patterns)
                 .map_err(|e| HuntError::Automaton(e.to_string()))?;
+            let mut sources: Vec<u32> = units
+                .iter()
+                .flatten()
+                .map(|u| self.units[*u as usize].source)
+                .collect();
+            sources.sort_unstable();
+            sources.dedup();
             matchers.push(FieldMatcher {
                 field: key.0,
                 cased: key.1,
                 automaton,
+                anchor_base: anchor_count,
                 units,
+                sources,
             });
+            anchor_count += patterns.len() as u32;
         }
-        Ok(HuntRules {
+        let mut index = HuntRules {
             rules,
             sources: self.sources,
             fields: self.fields,
@@ -435,7 +498,11 @@ impl Builder {
             always,
             matchers,
             conditions,
-        })
+            lowered: Vec::new(),
+            anchor_count: anchor_count as usize,
+        };
+        index.lowered = index.lowered_fields();
+        Ok(index)
     }
 }
 

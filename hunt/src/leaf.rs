@@ -1,6 +1,6 @@
 //! Field tests on one event's values.
 
-use cairn_rules::sigma::ir::Piece;
+use cairn_rules::sigma::ir::{Cmp, Piece};
 
 use crate::index::LeafProgram;
 
@@ -131,7 +131,7 @@ pub(crate) fn holds(leaf: &LeafProgram, v: &impl Values) -> bool {
         }
         LeafProgram::Number { field, op, value } => v
             .get(*field)
-            .and_then(|x| x.parse::<f64>().ok())
+            .and_then(Cmp::number)
             .is_some_and(|x| op.holds(x, *value)),
         LeafProgram::FieldEq {
             field,

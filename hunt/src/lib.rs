@@ -19,6 +19,7 @@
 //! reference the indexed engine is checked against.
 
 pub mod bundled;
+pub mod cache;
 pub mod index;
 mod leaf;
 pub mod matcher;
@@ -26,7 +27,8 @@ pub mod output;
 pub mod plain;
 pub mod run;
 
-pub use index::{HuntRules, IndexStats, RuleInfo};
+pub use cache::{CacheUse, CompiledSet};
+pub use index::{HuntRule, HuntRules, IndexStats, RuleInfo};
 pub use matcher::Scratch;
 pub use run::{Detection, HuntOptions, HuntReport, Rejected, hunt};
 
@@ -64,8 +66,8 @@ pub enum HuntError {
     /// Normalized records did not make an Arrow batch.
     #[error("cannot build a batch of events: {0}")]
     Batch(String),
-    /// A worker thread ended without a result (it panicked).
-    #[error("the worker reading {0} stopped without a result")]
+    /// Reading or evaluating a file panicked (a defect, or a parser meeting a damaged file).
+    #[error("reading {0} stopped unexpectedly")]
     WorkerLost(String),
     /// The bundled rule set is damaged.
     #[error("the bundled Sigma rule set cannot be read: {0}")]

@@ -27,18 +27,24 @@ pub struct Scratch {
     unit_stamp: Vec<u32>,
     leaf_stamp: Vec<u32>,
     leaf_value: Vec<bool>,
+    anchor_stamp: Vec<u32>,
     candidates: Vec<u32>,
+    in_source: Vec<bool>,
 }
 
 impl Scratch {
-    fn next_stamp(&mut self, units: usize, leaves: usize) -> u32 {
-        if self.unit_stamp.len() != units
-            || self.leaf_stamp.len() != leaves
+    /// A number no earlier event of this index used: a unit, leaf or anchor whose stamp is it
+    /// has been seen for the current event.
+    fn next_stamp(&mut self, rules: &HuntRules) -> u32 {
+        if self.unit_stamp.len() != rules.units.len()
+            || self.leaf_stamp.len() != rules.leaves.len()
+            || self.anchor_stamp.len() != rules.anchor_count
             || self.stamp == u32::MAX
         {
-            self.unit_stamp = vec![0; units];
-            self.leaf_stamp = vec![0; leaves];
-            self.leaf_value = vec![false; leaves];
+            self.unit_stamp = vec![0; rules.units.len()];
+            self.leaf_stamp = vec![0; rules.leaves.len()];
+            self.leaf_value = vec![false; rules.leaves.len()];
+            self.anchor_stamp = vec![0; rules.anchor_count];
             self.stamp = 0;
         }
         self.stamp += 1;
@@ -98,11 +104,11 @@ pub(crate) struct Prepared {
 }
 
 /// A field's values folded to lower case, end to end: row `r` is `text[starts[r]..ends[r]]`
-/// (`u32::MAX`: the row has no value).
+/// (`usize::MAX`: the row has no value).
 struct Lowered {
     text: String,
-    starts: Vec<u32>,
-    ends: Vec<u32>,
+    starts: Vec<usize>,
+    ends: Vec<usize>,
 }
 
 impl Prepared {
@@ -158,7 +164,7 @@ impl Prepared {
             lower: Vec::new(),
         };
         let mut lower = Vec::with_capacity(rules.fields.len());
-        for (i, needed) in rules.lowered_fields().iter().enumerate() {
+        for (i, needed) in rules.lowered.iter().enumerate() {
             lower.push(if *needed {
                 prepared.lowered(i as u32, rows)
             } else {
@@ -189,12 +195,12 @@ impl Prepared {
                         // As SQL's `lower()`: the whole string, so a final sigma is right.
                         l.text.push_str(&v.to_lowercase());
                     }
-                    l.starts.push(start as u32);
-                    l.ends.push(l.text.len() as u32);
+                    l.starts.push(start);
+                    l.ends.push(l.text.len());
                 }
                 None => {
-                    l.starts.push(u32::MAX);
-                    l.ends.push(u32::MAX);
+                    l.starts.push(usize::MAX);
+                    l.ends.push(usize::MAX);
                 }
             }
         }
@@ -218,7 +224,7 @@ impl Prepared {
         match &self.lower[field as usize] {
             Some(l) => {
                 let start = l.starts[row];
-                (start != u32::MAX).then(|| &l.text[start as usize..l.ends[row] as usize])
+                (start != usize::MAX).then(|| &l.text[start..l.ends[row]])
             }
             // Only fields no case-insensitive test reads have no lowered copy.
             None => None,
@@ -315,13 +321,19 @@ impl HuntRules {
         let prepared = Prepared::new(self, batch)?;
         let mut out = Vec::new();
         let mut sources = Vec::with_capacity(masks.len());
+        scratch.in_source = vec![false; masks.len()];
         for row in 0..batch.num_rows() {
-            sources.clear();
+            for s in sources.drain(..) {
+                scratch.in_source[s] = false;
+            }
             sources.extend((0..masks.len()).filter(|s| selected(&masks[*s], row)));
             if sources.is_empty() {
                 continue;
             }
-            let stamp = scratch.next_stamp(self.units.len(), self.leaves.len());
+            for s in &sources {
+                scratch.in_source[*s] = true;
+            }
+            let stamp = scratch.next_stamp(self);
             scratch.candidates.clear();
             for s in &sources {
                 for u in &self.always[*s] {
@@ -334,6 +346,9 @@ impl HuntRules {
                 row,
             };
             for m in &self.matchers {
+                if !m.sources.iter().any(|s| scratch.in_source[*s as usize]) {
+                    continue;
+                }
                 let value = if m.cased {
                     values.get(m.field)
                 } else {
@@ -341,10 +356,16 @@ impl HuntRules {
                 };
                 let Some(value) = value else { continue };
                 for hit in m.automaton.find_overlapping_iter(value) {
+                    // An anchor found twice in one value starts its units once.
+                    let a = (m.anchor_base as usize) + hit.pattern().as_usize();
+                    if scratch.anchor_stamp[a] == stamp {
+                        continue;
+                    }
+                    scratch.anchor_stamp[a] = stamp;
                     for u in &m.units[hit.pattern().as_usize()] {
                         let unit = &self.units[*u as usize];
                         if scratch.unit_stamp[*u as usize] != stamp
-                            && selected(&masks[unit.source as usize], row)
+                            && scratch.in_source[unit.source as usize]
                         {
                             scratch.unit_stamp[*u as usize] = stamp;
                             scratch.candidates.push(*u);
@@ -362,11 +383,9 @@ impl HuntRules {
             }
             scratch.candidates = candidates;
             out[first..].sort_unstable();
-            // A rule whose two sources both select the row matches it once.
-            let mut tail: Vec<(u32, u32)> = out.drain(first..).collect();
-            tail.dedup();
-            out.extend(tail);
         }
+        // Sorted by row, then rule: a rule whose two sources both select a row matches it once.
+        out.dedup();
         Ok(out)
     }
 

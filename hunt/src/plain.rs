@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, MapArray, RecordBatch};
 
-use cairn_rules::sigma::ir::{FieldRef, Leaf, Piece, Position, Predicate};
+use cairn_rules::sigma::ir::{Cmp, FieldRef, Leaf, Piece, Position, Predicate};
 
 use crate::HuntError;
 use crate::index::HuntRules;
@@ -139,7 +139,7 @@ impl Event<'_> {
                 value_bits,
             } => self
                 .value(field)
-                .and_then(|v| v.parse::<f64>().ok())
+                .and_then(|v| Cmp::number(&v))
                 .is_some_and(|v| op.holds(v, f64::from_bits(*value_bits))),
             Leaf::FieldEq {
                 field,

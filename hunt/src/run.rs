@@ -115,7 +115,14 @@ pub fn hunt(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(i) else { break };
-                    let r = worker.file(i as u32, path);
+                    // A parser that panics on a damaged file costs that file, not the hunt.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        worker.file(i as u32, path)
+                    }))
+                    .unwrap_or_else(|_| Err(HuntError::WorkerLost(path.display().to_string())));
+                    if r.is_err() {
+                        worker = Worker::new(rules, options);
+                    }
                     progress(std::fs::metadata(path).map_or(0, |m| m.len()));
                     if let Ok(mut slot) = results[i].lock() {
                         *slot = Some(r);
@@ -134,10 +141,19 @@ pub fn hunt(
             .into_inner()
             .ok()
             .flatten()
-            .unwrap_or_else(|| Err(HuntError::WorkerLost(path.display().to_string())))?;
-        report.events += r.events;
-        report.detections.extend(r.detections);
-        report.rejected.extend(r.rejected);
+            .unwrap_or_else(|| Err(HuntError::WorkerLost(path.display().to_string())));
+        match r {
+            Ok(r) => {
+                report.events += r.events;
+                report.detections.extend(r.detections);
+                report.rejected.extend(r.rejected);
+            }
+            // The file's detections are not trusted: the whole file is reported.
+            Err(e) => report.rejected.push(Rejected {
+                location: path.display().to_string(),
+                reason: format!("the file was not evaluated: {e}"),
+            }),
+        }
     }
     report.wall = started.elapsed();
     Ok(report)
@@ -197,9 +213,11 @@ impl<'a> Worker<'a> {
                     reason,
                 }),
             }
-            if pending.findings.len() >= self.options.batch_rows && failure.is_none() {
+            if pending.findings.len() >= self.options.batch_rows {
                 let batch = std::mem::take(&mut pending);
-                if let Err(e) = self.batch(file, batch, &mut out) {
+                if failure.is_none()
+                    && let Err(e) = self.batch(file, batch, &mut out)
+                {
                     failure = Some(e);
                 }
             }

@@ -248,8 +248,6 @@ impl RuleSet {
     }
 }
 
-/// Compiles Sigma texts and plans every compiled rule; a rule whose SQL does not plan is
-/// reported as unsupported (a mapping or compiler defect, named as such).
 /// The text of every rule file (`.yml`, `.yaml`) under `dirs`, in path order, for
 /// [`crate::sigma::compile`]; unreadable folders and files are errors.
 pub fn read_rule_texts(dirs: &[impl AsRef<Path>]) -> Result<Vec<SigmaText>, RuleErrors> {
@@ -275,6 +273,8 @@ fn read_rule_dirs(dirs: &[impl AsRef<Path>]) -> Result<Vec<RuleText>, RuleErrors
     }
 }
 
+/// Compiles Sigma texts and plans every compiled rule; a rule whose SQL does not plan is
+/// reported as unsupported (a mapping or compiler defect, named as such).
 async fn compile_sigma(
     ctx: &datafusion::prelude::SessionContext,
     texts: Vec<RuleText>,

@@ -183,6 +183,74 @@ fn the_index_finds_exactly_what_every_rule_on_every_event_finds() {
     );
 }
 
+/// The two back ends of the Sigma compiler agree: every Windows rule in `tests/data/sigma`
+/// (Security, and the rules of the regression cases) run as SQL by the correlator's engine and
+/// by the hunt engine over the EVTX samples and the regression events match the same events.
+#[tokio::test]
+async fn the_hunt_engine_matches_what_the_sql_engine_matches() {
+    let texts =
+        cairn_rules::load::read_rule_texts(&[sigma_data().join("rules/windows")]).expect("rules");
+    let (import, rules) = rules_of(&texts);
+    let files = data_files(&[
+        repo_root().join("ingest/testdata/windows/evtx"),
+        sigma_data().join("regression_data"),
+    ])
+    .expect("samples");
+    // The events as the hunt reads them: record number → finding, per file.
+    let mut findings = Vec::new();
+    let mut uid_of: BTreeMap<(u32, u64), String> = BTreeMap::new();
+    for (i, f) in files.iter().enumerate() {
+        let mut record = 0u64;
+        cairn_ingest::sources::file::read_path(f, |r| {
+            if let Ok(doc) = r.value
+                && let Ok(finding) = cairn_ingest::normalize::normalize_json(&doc.json, doc.raw)
+            {
+                uid_of.insert((i as u32, record), finding.finding_uid.clone());
+                findings.push(finding);
+            }
+            record += 1;
+        })
+        .expect("readable");
+    }
+    let engine =
+        cairn_correlate::engine::Engine::new(vec![to_record_batch(&findings).expect("batch")])
+            .expect("engine");
+    let mut by_sql: BTreeSet<(String, String)> = BTreeSet::new();
+    for d in &import.detections {
+        let rule = &import.compiled[d.rule];
+        let (hits, _) = engine.evaluate(rule).await.expect("the rule runs");
+        for h in hits {
+            by_sql.insert((rule.id.clone(), h.entity_key));
+        }
+    }
+    let report = run_hunt(&rules, &files, false);
+    let by_hunt: BTreeSet<(String, String)> = report
+        .detections
+        .iter()
+        .map(|d| {
+            (
+                rules.rules[d.rule as usize].id.clone(),
+                uid_of[&(d.file, d.record)].clone(),
+            )
+        })
+        .collect();
+    println!(
+        "{} rules over {} events: {} (rule, event) matches by SQL, {} by hunt",
+        rules.rules.len(),
+        findings.len(),
+        by_sql.len(),
+        by_hunt.len()
+    );
+    assert!(rules.rules.len() >= 250, "{}", rules.rules.len());
+    assert!(by_sql.len() >= 100, "{}", by_sql.len());
+    let only_sql: Vec<_> = by_sql.difference(&by_hunt).take(10).collect();
+    let only_hunt: Vec<_> = by_hunt.difference(&by_sql).take(10).collect();
+    assert!(
+        only_sql.is_empty() && only_hunt.is_empty(),
+        "only SQL: {only_sql:?}\nonly hunt: {only_hunt:?}"
+    );
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CaseFile {
@@ -249,13 +317,19 @@ fn the_sigma_detection_semantics_cases_pass_through_hunt() {
 }
 
 /// `cairn hunt` with the bundled rules: JSON lines with every promised field, CSV with the
-/// same detections, the per-rule summary, and rules that were not compiled named with reasons.
+/// same detections (its rules from the compiled-rule cache), the per-rule summary, and rules
+/// that were not compiled named with reasons.
 #[test]
 fn cairn_hunt_writes_jsonl_csv_and_a_summary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let evtx = repo_root().join("ingest/testdata/windows/evtx");
     let evtx = evtx.to_str().expect("utf-8 path");
-    let o = run(dir.path(), &["hunt", evtx, "--format", "jsonl"]);
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().expect("utf-8 path");
+    let o = run(
+        dir.path(),
+        &["hunt", evtx, "--format", "jsonl", "--cache-dir", cache],
+    );
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(o.status.success(), "{err}");
     let lines: Vec<serde_json::Value> = stdout(&o)
@@ -285,8 +359,17 @@ fn cairn_hunt_writes_jsonl_csv_and_a_summary() {
         "{err}"
     );
 
-    let c = run(dir.path(), &["hunt", evtx, "--format", "csv"]);
+    assert!(!err.contains("from the cache"), "{err}");
+    let cached = std::fs::read_dir(cache).expect("cache folder").count();
+    assert_eq!(cached, 1, "one compiled set is cached");
+
+    let c = run(
+        dir.path(),
+        &["hunt", evtx, "--format", "csv", "--cache-dir", cache],
+    );
     assert!(c.status.success());
+    let c_err = String::from_utf8_lossy(&c.stderr);
+    assert!(c_err.contains("from the cache"), "{c_err}");
     let csv = stdout(&c);
     assert!(csv.starts_with("rule_id,title,level,"), "{csv}");
     let rule_ids: BTreeSet<&str> = lines.iter().filter_map(|l| l["rule_id"].as_str()).collect();
@@ -294,7 +377,12 @@ fn cairn_hunt_writes_jsonl_csv_and_a_summary() {
         assert!(csv.contains(id), "{id} missing from CSV");
     }
 
-    let t = run(dir.path(), &["hunt", evtx]);
+    assert!(
+        c_err.contains(&format!("{} detections", lines.len())),
+        "{c_err}"
+    );
+
+    let t = run(dir.path(), &["hunt", evtx, "--no-cache"]);
     let table = stdout(&t);
     assert!(table.starts_with("time "), "{table}");
     assert!(

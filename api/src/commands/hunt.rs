@@ -9,11 +9,10 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cairn_hunt::output::{self, Format};
-use cairn_hunt::{HuntOptions, HuntRules, bundled, hunt};
+use cairn_hunt::{CacheUse, CompiledSet, HuntOptions, HuntRules, bundled, cache, hunt};
 use cairn_ingest::finding_schema;
 use cairn_ingest::sources::file::data_files;
 use cairn_rules::load::read_rule_texts;
-use cairn_rules::sigma::compile;
 
 use super::{PROGRESS_BYTES, sigma_mappings};
 
@@ -26,6 +25,8 @@ pub struct HuntArgs {
     pub out: Option<PathBuf>,
     pub threads: Option<usize>,
     pub reference: bool,
+    pub cache_dir: Option<PathBuf>,
+    pub no_cache: bool,
 }
 
 pub async fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
@@ -42,27 +43,40 @@ fn blocking(args: HuntArgs) -> anyhow::Result<ExitCode> {
         read_rule_texts(&args.sigma)?
     };
     let mappings = sigma_mappings(args.mappings.as_deref())?;
-    let import = compile(&texts, &mappings);
-    let rules = HuntRules::compile(&import, &finding_schema())?;
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.clone().or_else(cache::default_dir)
+    };
+    let (set, cache_use) = CompiledSet::load_or_compile(cache_dir.as_deref(), &texts, &mappings);
+    let rules = HuntRules::build(&set.rules, &finding_schema())?;
     let stats = rules.stats();
     let mut err = std::io::stderr().lock();
     // Nothing is skipped silently: every rule that does not run says why.
-    for u in &import.unsupported {
+    for u in &set.not_compiled {
         writeln!(err, "not compiled: {}: {}", u.origin, u.reason)?;
     }
-    let correlations = import.compiled.len() - import.detections.len();
-    if correlations > 0 {
+    if set.correlations > 0 {
         writeln!(
             err,
-            "not run: {correlations} correlation rules (they need the correlator's window: `cairn ingest`)"
+            "not run: {} correlation rules (they need the correlator's window: `cairn ingest`)",
+            set.correlations
         )?;
+    }
+    if let CacheUse::StoreFailed(why) = &cache_use {
+        writeln!(err, "warning: the compiled rules were not cached: {why}")?;
     }
     writeln!(
         err,
-        "{} rules loaded in {:.2} s ({} not compiled): {} log sources, {} fields, {} field tests, {} anchors",
+        "{} rules loaded in {:.2} s{} ({} not compiled): {} log sources, {} fields, {} field tests, {} anchors",
         stats.rules,
         loading.elapsed().as_secs_f64(),
-        import.unsupported.len(),
+        if cache_use == CacheUse::Hit {
+            " from the cache"
+        } else {
+            ""
+        },
+        set.not_compiled.len(),
         stats.sources,
         stats.fields,
         stats.leaves,

@@ -211,6 +211,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             threads,
             reference,
+            cache_dir,
+            no_cache,
         } => {
             hunt::run(hunt::HuntArgs {
                 paths,
@@ -224,6 +226,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out,
                 threads,
                 reference,
+                cache_dir,
+                no_cache,
             })
             .await
         }

@@ -12,10 +12,12 @@
 //! missing field is *false*, never unknown, so `not filter` holds for an event without the
 //! filter's field.
 
+use serde::{Deserialize, Serialize};
+
 use super::value::{balanced, quote};
 
 /// Where a leaf reads its value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum FieldRef {
     /// A typed column of `findings` (e.g. `event_code` for Windows `EventID`).
     Column(String),
@@ -54,7 +56,7 @@ pub const KEYWORD_COLUMNS: [&str; 6] = [
 ];
 
 /// Where in the value a text pattern must be found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Position {
     /// The whole value.
     Exact,
@@ -67,7 +69,7 @@ pub enum Position {
 }
 
 /// One piece of a text pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Piece {
     /// Literal text.
     Lit(String),
@@ -78,7 +80,7 @@ pub enum Piece {
 }
 
 /// A numeric comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Cmp {
     /// `gt`.
     Gt,
@@ -100,19 +102,28 @@ impl Cmp {
         }
     }
 
-    /// Whether `left op right`.
+    /// Whether `left op right`, in the total order Arrow compares floats with (NaN above
+    /// everything, -0 below +0), as the SQL back end does.
     pub fn holds(self, left: f64, right: f64) -> bool {
+        let o = left.total_cmp(&right);
         match self {
-            Cmp::Gt => left > right,
-            Cmp::Gte => left >= right,
-            Cmp::Lt => left < right,
-            Cmp::Lte => left <= right,
+            Cmp::Gt => o.is_gt(),
+            Cmp::Gte => o.is_ge(),
+            Cmp::Lt => o.is_lt(),
+            Cmp::Lte => o.is_le(),
         }
+    }
+
+    /// A field's text as a number, as SQL's `try_cast(… AS DOUBLE)` reads it (surrounding
+    /// whitespace allowed); `None` where the cast gives NULL.
+    pub fn number(text: &str) -> Option<f64> {
+        use arrow::compute::kernels::cast_utils::Parser;
+        arrow::datatypes::Float64Type::parse(text)
     }
 }
 
 /// One test of one field.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Leaf {
     /// The field is present (`exists: true`; `exists: false` is its negation).
     Exists(FieldRef),
@@ -227,7 +238,7 @@ impl Leaf {
 }
 
 /// A rule's condition over one log source.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Predicate {
     /// One field test.
     Leaf(Leaf),

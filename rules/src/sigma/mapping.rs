@@ -110,6 +110,7 @@ pub struct MappingError {
 #[derive(Debug, Clone)]
 pub struct SigmaMappings {
     file: MappingFile,
+    text: String,
 }
 
 impl SigmaMappings {
@@ -129,7 +130,15 @@ impl SigmaMappings {
                 None => e.to_string(),
             },
         })?;
-        Ok(SigmaMappings { file })
+        Ok(SigmaMappings {
+            file,
+            text: text.to_string(),
+        })
+    }
+
+    /// The mapping file's text (what compiled rules depend on, for caches).
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// Every place the events of `ls` are found; empty when Cairn has no such source.
