@@ -18,10 +18,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cairn_hunt::{HuntOptions, HuntReport, HuntRules, bundled, hunt};
+use cairn_hunt::{CacheUse, CompiledSet, HuntOptions, HuntReport, HuntRules, bundled, hunt};
 use cairn_ingest::finding_schema;
 use cairn_ingest::sources::file::data_files;
-use cairn_rules::sigma::{SigmaMappings, compile};
+use cairn_rules::sigma::SigmaMappings;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -124,27 +124,43 @@ fn main() {
         options.threads = t;
     }
 
-    // Rule load: read the bundled files, parse, compile, build the index.
+    let dir = std::env::temp_dir().join(format!("cairn-hunt-bench-{}", std::process::id()));
+    let cache = dir.join("cache");
+    let mappings = SigmaMappings::bundled();
+
+    // Rule load as `cairn hunt` does it: read the bundled files, parse, compile (and store in
+    // the cache), build the index. Then a second start, from the cache.
     let rss_before = status_kb("VmRSS:");
     let started = Instant::now();
     let texts = bundled::sigmahq_windows().expect("bundled rules");
-    let import = compile(&texts, &SigmaMappings::bundled());
-    let rules = HuntRules::compile(&import, &finding_schema()).expect("index");
+    let (set, used) = CompiledSet::load_or_compile(Some(&cache), &texts, &mappings);
+    assert!(matches!(used, CacheUse::Stored(_)), "{used:?}");
+    drop(texts);
+    let rules = HuntRules::build(&set.rules, &finding_schema()).expect("index");
     let load = started.elapsed();
     let rss_rules = status_kb("VmRSS:").saturating_sub(rss_before);
-    drop(texts);
     let stats = rules.stats();
     println!(
-        "rules: {} files, {} run, {} not compiled; load + compile + index {:.3} s, +{:.1} MiB resident",
-        import.compiled.len() + import.correlation_only + import.unsupported.len(),
+        "rules: {} files, {} run, {} not compiled; read + compile + index {:.3} s, +{:.1} MiB resident",
+        set.rules.len() + set.correlations + set.correlation_only + set.not_compiled.len(),
         stats.rules,
-        import.unsupported.len(),
+        set.not_compiled.len(),
         load.as_secs_f64(),
         rss_rules as f64 / 1024.0
     );
     println!("index: {stats:?}");
-
-    let dir = std::env::temp_dir().join(format!("cairn-hunt-bench-{}", std::process::id()));
+    drop(set);
+    let started = Instant::now();
+    let texts = bundled::sigmahq_windows().expect("bundled rules");
+    let (cached, used) = CompiledSet::load_or_compile(Some(&cache), &texts, &mappings);
+    drop(texts);
+    let again = HuntRules::build(&cached.rules, &finding_schema()).expect("index");
+    println!(
+        "second start (compiled rules from the cache: {}): {:.3} s",
+        used == CacheUse::Hit,
+        started.elapsed().as_secs_f64()
+    );
+    drop((cached, again));
     let (base, corpus) = build_corpus(&dir, target_mb * 1_000_000);
 
     // The indexed engine over the whole corpus.

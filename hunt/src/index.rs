@@ -265,6 +265,8 @@ impl HuntRules {
 
 #[derive(Default)]
 struct Builder {
+    /// One planning session for every log source predicate (a session holds every function).
+    session: Option<datafusion::prelude::SessionContext>,
     sources: Vec<SourceExpr>,
     source_ids: HashMap<String, u32>,
     fields: Vec<FieldRef>,
@@ -282,7 +284,10 @@ impl Builder {
         if let Some(id) = self.source_ids.get(sql) {
             return Ok(*id);
         }
-        let expr = cairn_rules::sql::row_predicate(sql, schema).map_err(|reason| {
+        let session = self
+            .session
+            .get_or_insert_with(cairn_rules::sql::new_session);
+        let expr = cairn_rules::sql::row_predicate(session, sql, schema).map_err(|reason| {
             HuntError::SourcePredicate {
                 sql: sql.to_string(),
                 reason,

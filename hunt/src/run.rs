@@ -34,7 +34,7 @@ pub struct HuntOptions {
 impl Default for HuntOptions {
     fn default() -> Self {
         HuntOptions {
-            batch_rows: 4096,
+            batch_rows: 1024,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             reference: false,
         }

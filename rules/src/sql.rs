@@ -217,28 +217,30 @@ pub(crate) fn tables_read(plan: &LogicalPlan) -> Vec<String> {
 pub fn partition_expr(
     expr: &str,
 ) -> Result<Arc<dyn datafusion::physical_plan::PhysicalExpr>, String> {
-    row_expr(expr, &window_schema(), |e| {
+    row_expr(&new_session(), expr, &window_schema(), |e| {
         datafusion::logical_expr::cast(e, DataType::Utf8)
     })
 }
 
 /// A SQL boolean expression over one row of `schema`'s batches (a Sigma log source's `where`),
-/// as an expression evaluated on whole batches; NULL counts as false where it is used.
+/// as an expression evaluated on whole batches; NULL counts as false where it is used. `ctx`
+/// is a [`new_session`], shared by all the predicates of a rule set.
 pub fn row_predicate(
+    ctx: &SessionContext,
     expr: &str,
     schema: &SchemaRef,
 ) -> Result<Arc<dyn datafusion::physical_plan::PhysicalExpr>, String> {
-    row_expr(expr, schema, |e| e)
+    row_expr(ctx, expr, schema, |e| e)
 }
 
 fn row_expr(
+    ctx: &SessionContext,
     expr: &str,
     schema: &SchemaRef,
     finish: impl FnOnce(datafusion::logical_expr::Expr) -> datafusion::logical_expr::Expr,
 ) -> Result<Arc<dyn datafusion::physical_plan::PhysicalExpr>, String> {
     use datafusion::logical_expr::simplify::SimplifyContext;
     use datafusion::optimizer::simplify_expressions::ExprSimplifier;
-    let ctx = new_session();
     let schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())
         .map_err(|e| e.strip_backtrace())?;
     let logical = ctx

@@ -6,20 +6,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
 use cairn_hunt::plain::PlainScratch;
 use cairn_hunt::{HuntOptions, HuntReport, HuntRules, Scratch, bundled, hunt};
 use cairn_ingest::sources::file::data_files;
 use cairn_ingest::{finding_schema, to_record_batch};
-use cairn_rules::rule_test::RuleTest;
 use cairn_rules::sigma::{SigmaImport, SigmaMappings, SigmaText, compile};
 
+use crate::sigma::{CaseFile, RegressionIndex, sigma_data};
 use crate::{repo_root, run, stdout};
-
-fn sigma_data() -> PathBuf {
-    repo_root().join("tests/data/sigma")
-}
 
 /// The Windows samples in the repository: EVTX, nested JSON lines (as `evtx_dump -o jsonl`
 /// writes them), OTRF's flat JSON lines, and SigmaHQ's regression events.
@@ -44,24 +38,6 @@ fn run_hunt(rules: &HuntRules, files: &[PathBuf], reference: bool) -> HuntReport
         ..HuntOptions::default()
     };
     hunt(rules, files, &options, &|_| {}).expect("the hunt runs")
-}
-
-#[derive(Deserialize)]
-struct RegressionIndex {
-    cases: Vec<RegressionCase>,
-}
-
-#[derive(Deserialize)]
-struct RegressionCase {
-    rule_id: String,
-    rule_path: String,
-    tests: Vec<RegressionTest>,
-}
-
-#[derive(Deserialize)]
-struct RegressionTest {
-    match_count: Option<usize>,
-    json: String,
 }
 
 /// Every SigmaHQ regression case reaches its match count through the hunt engine, all rules
@@ -249,22 +225,6 @@ async fn the_hunt_engine_matches_what_the_sql_engine_matches() {
         only_sql.is_empty() && only_hunt.is_empty(),
         "only SQL: {only_sql:?}\nonly hunt: {only_hunt:?}"
     );
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CaseFile {
-    cases: Vec<SemanticsCase>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SemanticsCase {
-    name: String,
-    sigma: String,
-    #[serde(default)]
-    rule: Option<String>,
-    tests: Vec<RuleTest>,
 }
 
 /// The detection semantics cases of `rules/sigma/tests/detection.yml` (run on the SQL engine

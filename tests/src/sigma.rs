@@ -16,7 +16,8 @@ use cairn_rules::sigma::{SigmaImport, SigmaMappings, SigmaText, compile};
 
 use crate::{repo_root, run, stdout, succeeded};
 
-fn sigma_data() -> PathBuf {
+/// SigmaHQ's rules and regression cases copied into the repository.
+pub(crate) fn sigma_data() -> PathBuf {
     repo_root().join("tests/data/sigma")
 }
 
@@ -63,22 +64,25 @@ async fn at_least_98_percent_of_sigmas_aws_and_azure_rules_compile() {
     assert_rate(&i, "cloud/aws + cloud/azure", 180);
 }
 
+/// `regression_index.json`.
 #[derive(Deserialize)]
-struct RegressionIndex {
-    cases: Vec<RegressionCase>,
+pub(crate) struct RegressionIndex {
+    pub cases: Vec<RegressionCase>,
 }
 
+/// One rule's regression case.
 #[derive(Deserialize)]
-struct RegressionCase {
-    rule_id: String,
-    rule_path: String,
-    tests: Vec<RegressionTest>,
+pub(crate) struct RegressionCase {
+    pub rule_id: String,
+    pub rule_path: String,
+    pub tests: Vec<RegressionTest>,
 }
 
+/// Events a rule must match at least `match_count` times (null: once).
 #[derive(Deserialize)]
-struct RegressionTest {
-    match_count: Option<usize>,
-    json: String,
+pub(crate) struct RegressionTest {
+    pub match_count: Option<usize>,
+    pub json: String,
 }
 
 /// The events of an `evtx`-crate JSON file: objects one after another, not an array.
@@ -158,20 +162,22 @@ async fn every_sigma_regression_case_reaches_its_match_count() {
     );
 }
 
+/// A file of `rules/sigma/tests/`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CaseFile {
-    cases: Vec<SemanticsCase>,
+pub(crate) struct CaseFile {
+    pub cases: Vec<SemanticsCase>,
 }
 
+/// A Sigma rule with its tests.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SemanticsCase {
-    name: String,
-    sigma: String,
+pub(crate) struct SemanticsCase {
+    pub name: String,
+    pub sigma: String,
     #[serde(default)]
-    rule: Option<String>,
-    tests: Vec<RuleTest>,
+    pub rule: Option<String>,
+    pub tests: Vec<RuleTest>,
 }
 
 /// `rules/sigma/tests/*.yml`: modifiers, conditions and correlation types, each with matching
