@@ -90,13 +90,28 @@ pub struct HuntReport {
     pub wall: Duration,
 }
 
+/// What one file gave.
+#[derive(Default)]
 struct FileResult {
     events: u64,
     detections: Vec<Detection>,
     rejected: Vec<Rejected>,
+    /// Why the file's detections cannot be trusted (a batch failed, or reading panicked).
+    failure: Option<String>,
 }
 
-/// Runs `rules` over `files`. `progress` is called with the bytes of each file when it is done.
+/// A batch of one file's records, on its way from a reader to an evaluator.
+struct Job {
+    file: u32,
+    pending: Pending,
+}
+
+/// Runs `rules` over `files`. `progress` is called with the bytes of each file when it is read.
+///
+/// Readers (one per core, each taking the next file) parse and normalize records into batches;
+/// evaluators (one per core) run the index over whichever batch comes next, so the batches of
+/// one large file are evaluated on all cores. The queue between them is bounded, so memory does
+/// not grow with the input.
 pub fn hunt(
     rules: &HuntRules,
     files: &[PathBuf],
@@ -105,27 +120,74 @@ pub fn hunt(
 ) -> Result<HuntReport, HuntError> {
     let started = Instant::now();
     let next = AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<Result<FileResult, HuntError>>>> =
-        files.iter().map(|_| Mutex::new(None)).collect();
-    let threads = options.threads.clamp(1, files.len().max(1));
+    let results: Vec<Mutex<FileResult>> = files
+        .iter()
+        .map(|_| Mutex::new(FileResult::default()))
+        .collect();
+    let with = |i: usize, f: &mut dyn FnMut(&mut FileResult)| {
+        if let Ok(mut r) = results[i].lock() {
+            f(&mut r);
+        }
+    };
+    let threads = options.threads.max(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(threads * 2);
+    let rx = Mutex::new(rx);
     std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut worker = Worker::new(rules, options);
+        for _ in 0..threads.min(files.len()) {
+            let tx = tx.clone();
+            let (next, with) = (&next, &with);
+            s.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(i) else { break };
                     // A parser that panics on a damaged file costs that file, not the hunt.
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        worker.file(i as u32, path)
-                    }))
-                    .unwrap_or_else(|_| Err(HuntError::WorkerLost(path.display().to_string())));
-                    if r.is_err() {
-                        worker = Worker::new(rules, options);
-                    }
+                    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        read_file(i as u32, path, options.batch_rows.max(1), &tx)
+                    }));
+                    with(i, &mut |r| match &read {
+                        Ok(rejected) => r.rejected.extend(rejected.iter().cloned()),
+                        Err(_) => {
+                            r.failure.get_or_insert(
+                                HuntError::WorkerLost(path.display().to_string()).to_string(),
+                            );
+                        }
+                    });
                     progress(std::fs::metadata(path).map_or(0, |m| m.len()));
-                    if let Ok(mut slot) = results[i].lock() {
-                        *slot = Some(r);
+                }
+            });
+        }
+        // The evaluators stop when every reader has dropped its sender.
+        drop(tx);
+        for _ in 0..threads {
+            let (rx, with) = (&rx, &with);
+            s.spawn(move || {
+                let mut worker = Worker::new(rules, options);
+                loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => break,
+                    };
+                    let Ok(Job { file, pending }) = job else {
+                        break;
+                    };
+                    let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        worker.batch(file, pending)
+                    }));
+                    with(file as usize, &mut |r| match &evaluated {
+                        Ok(Ok((events, detections))) => {
+                            r.events += events;
+                            r.detections.extend(detections.iter().cloned());
+                        }
+                        Ok(Err(e)) => {
+                            r.failure.get_or_insert(e.to_string());
+                        }
+                        Err(_) => {
+                            r.failure
+                                .get_or_insert("evaluating a batch panicked".into());
+                        }
+                    });
+                    if evaluated.is_err() {
+                        worker = Worker::new(rules, options);
                     }
                 }
             });
@@ -137,26 +199,74 @@ pub fn hunt(
     };
     for (slot, path) in results.into_iter().zip(files) {
         report.bytes += std::fs::metadata(path).map_or(0, |m| m.len());
-        let r = slot
-            .into_inner()
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| Err(HuntError::WorkerLost(path.display().to_string())));
-        match r {
-            Ok(r) => {
-                report.events += r.events;
-                report.detections.extend(r.detections);
-                report.rejected.extend(r.rejected);
-            }
+        let mut r = slot.into_inner().unwrap_or_default();
+        if let Some(why) = r.failure {
             // The file's detections are not trusted: the whole file is reported.
-            Err(e) => report.rejected.push(Rejected {
+            report.rejected.push(Rejected {
                 location: path.display().to_string(),
-                reason: format!("the file was not evaluated: {e}"),
-            }),
+                reason: format!("the file was not evaluated: {why}"),
+            });
+            continue;
         }
+        // Batches of one file may be evaluated in any order.
+        r.detections.sort_by_key(|d| (d.record, d.rule));
+        report.events += r.events;
+        report.detections.extend(r.detections);
+        report.rejected.extend(r.rejected);
     }
     report.wall = started.elapsed();
     Ok(report)
+}
+
+/// Reads, normalizes and sends one file's records in batches; returns the records that could
+/// not be read or normalized.
+fn read_file(
+    file: u32,
+    path: &std::path::Path,
+    batch_rows: usize,
+    tx: &std::sync::mpsc::SyncSender<Job>,
+) -> Vec<Rejected> {
+    let mut rejected = Vec::new();
+    let mut pending = Pending::default();
+    let mut record = 0u64;
+    let send = |pending: Pending| {
+        // A closed queue means the evaluators are gone: nothing more can be evaluated.
+        let _ = tx.send(Job { file, pending });
+    };
+    let read = read_path(path, |r| {
+        let n = record;
+        record += 1;
+        match r.value {
+            Ok(doc) => match normalize_json(&doc.json, doc.raw) {
+                Ok(f) => {
+                    pending.findings.push(f);
+                    pending.locations.push(r.location);
+                    pending.records.push(n);
+                }
+                Err(e) => rejected.push(Rejected {
+                    location: r.location,
+                    reason: e.to_string(),
+                }),
+            },
+            Err((reason, _)) => rejected.push(Rejected {
+                location: r.location,
+                reason,
+            }),
+        }
+        if pending.findings.len() >= batch_rows {
+            send(std::mem::take(&mut pending));
+        }
+    });
+    if let Err(reason) = read {
+        rejected.push(Rejected {
+            location: path.display().to_string(),
+            reason,
+        });
+    }
+    if !pending.findings.is_empty() {
+        send(pending);
+    }
+    rejected
 }
 
 struct Worker<'a> {
@@ -184,62 +294,13 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn file(&mut self, file: u32, path: &std::path::Path) -> Result<FileResult, HuntError> {
-        let mut out = FileResult {
-            events: 0,
-            detections: Vec::new(),
-            rejected: Vec::new(),
-        };
-        let mut pending = Pending::default();
-        let mut record = 0u64;
-        let mut failure = None;
-        let read = read_path(path, |r| {
-            let n = record;
-            record += 1;
-            match r.value {
-                Ok(doc) => match normalize_json(&doc.json, doc.raw) {
-                    Ok(f) => {
-                        pending.findings.push(f);
-                        pending.locations.push(r.location);
-                        pending.records.push(n);
-                    }
-                    Err(e) => out.rejected.push(Rejected {
-                        location: r.location,
-                        reason: e.to_string(),
-                    }),
-                },
-                Err((reason, _)) => out.rejected.push(Rejected {
-                    location: r.location,
-                    reason,
-                }),
-            }
-            if pending.findings.len() >= self.options.batch_rows {
-                let batch = std::mem::take(&mut pending);
-                if failure.is_none()
-                    && let Err(e) = self.batch(file, batch, &mut out)
-                {
-                    failure = Some(e);
-                }
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if let Err(reason) = read {
-            out.rejected.push(Rejected {
-                location: path.display().to_string(),
-                reason,
-            });
-        }
-        self.batch(file, pending, &mut out)?;
-        Ok(out)
-    }
-
-    fn batch(&mut self, file: u32, p: Pending, out: &mut FileResult) -> Result<(), HuntError> {
+    /// The batch's event count and detections.
+    fn batch(&mut self, file: u32, p: Pending) -> Result<(u64, Vec<Detection>), HuntError> {
+        let mut out = Vec::new();
         if p.findings.is_empty() {
-            return Ok(());
+            return Ok((0, out));
         }
-        out.events += p.findings.len() as u64;
+        let events = p.findings.len() as u64;
         let batch = to_record_batch(&p.findings).map_err(|e| HuntError::Batch(e.to_string()))?;
         let matches = if self.options.reference {
             self.rules.matches_plain(&batch, &mut self.plain)?
@@ -249,7 +310,7 @@ impl<'a> Worker<'a> {
         let view = EventView::new(&batch);
         for (row, rule) in matches {
             let row = row as usize;
-            out.detections.push(Detection {
+            out.push(Detection {
                 rule,
                 file,
                 record: p.records[row],
@@ -263,7 +324,7 @@ impl<'a> Worker<'a> {
                 event: p.findings[row].raw.clone(),
             });
         }
-        Ok(())
+        Ok((events, out))
     }
 }
 

@@ -159,6 +159,41 @@ fn the_index_finds_exactly_what_every_rule_on_every_event_finds() {
     );
 }
 
+/// One large file's batches are evaluated on all cores, in any order, and give what one batch
+/// on one core gives, in the same order.
+#[test]
+fn the_batches_of_one_file_are_evaluated_in_parallel_with_the_same_result() {
+    let texts =
+        cairn_rules::load::read_rule_texts(&[sigma_data().join("rules/windows")]).expect("rules");
+    let (_, rules) = rules_of(&texts);
+    let file = vec![
+        repo_root().join("ingest/testdata/windows/otrf/empire_wmic_add_user_backdoor.jsonl.gz"),
+    ];
+    let run = |threads, batch_rows| {
+        let options = HuntOptions {
+            threads,
+            batch_rows,
+            reference: false,
+        };
+        hunt(&rules, &file, &options, &|_| {}).expect("the hunt runs")
+    };
+    let whole = run(1, 1_000_000);
+    let split = run(2, 64);
+    let key = |r: &HuntReport| -> Vec<(u64, u32)> {
+        r.detections.iter().map(|d| (d.record, d.rule)).collect()
+    };
+    println!(
+        "{} events: {} detections in one batch, {} in batches of 64 on 2 cores",
+        whole.events,
+        whole.detections.len(),
+        split.detections.len()
+    );
+    assert!(whole.events > 10_000, "{}", whole.events);
+    assert!(!whole.detections.is_empty());
+    assert_eq!(whole.events, split.events);
+    assert_eq!(key(&whole), key(&split));
+}
+
 /// The two back ends of the Sigma compiler agree: every Windows rule in `tests/data/sigma`
 /// (Security, and the rules of the regression cases) run as SQL by the correlator's engine and
 /// by the hunt engine over the EVTX samples and the regression events match the same events.
