@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::TrySendError;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, MapArray, RecordBatch};
@@ -100,6 +101,9 @@ struct FileResult {
     failure: Option<String>,
 }
 
+/// Applies a change to file `i`'s result.
+type MergeInto<'a> = dyn Fn(usize, &mut dyn FnMut(&mut FileResult)) + Sync + 'a;
+
 /// A batch of one file's records, on its way from a reader to an evaluator.
 struct Job {
     file: u32,
@@ -108,10 +112,10 @@ struct Job {
 
 /// Runs `rules` over `files`. `progress` is called with the bytes of each file when it is read.
 ///
-/// Readers (one per core, each taking the next file) parse and normalize records into batches;
-/// evaluators (one per core) run the index over whichever batch comes next, so the batches of
-/// one large file are evaluated on all cores. The queue between them is bounded, so memory does
-/// not grow with the input.
+/// One worker per core takes the next file, parses and normalizes its records into batches and
+/// evaluates them. A worker with no file left takes batches from the others instead, so the
+/// batches of one large file are evaluated on all cores; with many files each core keeps its own
+/// batches (nothing crosses threads and at most one batch per core is in memory).
 pub fn hunt(
     rules: &HuntRules,
     files: &[PathBuf],
@@ -130,19 +134,33 @@ pub fn hunt(
         }
     };
     let threads = options.threads.max(1);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(threads * 2);
+    // A rendezvous channel: a batch is handed over only to a worker that is waiting for one
+    // (it has no file left to read); otherwise its reader evaluates it.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(0);
     let rx = Mutex::new(rx);
     std::thread::scope(|s| {
-        for _ in 0..threads.min(files.len()) {
+        for _ in 0..threads {
             let tx = tx.clone();
-            let (next, with) = (&next, &with);
+            let (next, with, rx) = (&next, &with, &rx);
             s.spawn(move || {
+                let mut worker = Worker::new(rules, options);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(i) else { break };
                     // A parser that panics on a damaged file costs that file, not the hunt.
                     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        read_file(i as u32, path, options.batch_rows.max(1), &tx)
+                        read_file(path, options.batch_rows.max(1), &mut |pending| {
+                            let job = Job {
+                                file: i as u32,
+                                pending,
+                            };
+                            match tx.try_send(job) {
+                                Ok(()) => {}
+                                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                                    worker.evaluate(job, with)
+                                }
+                            }
+                        })
                     }));
                     with(i, &mut |r| match &read {
                         Ok(rejected) => r.rejected.extend(rejected.iter().cloned()),
@@ -152,46 +170,24 @@ pub fn hunt(
                             );
                         }
                     });
+                    if read.is_err() {
+                        worker = Worker::new(rules, options);
+                    }
                     progress(std::fs::metadata(path).map_or(0, |m| m.len()));
                 }
-            });
-        }
-        // The evaluators stop when every reader has dropped its sender.
-        drop(tx);
-        for _ in 0..threads {
-            let (rx, with) = (&rx, &with);
-            s.spawn(move || {
-                let mut worker = Worker::new(rules, options);
+                // No file left: evaluate other readers' batches until every reader is done.
+                drop(tx);
                 loop {
                     let job = match rx.lock() {
                         Ok(rx) => rx.recv(),
                         Err(_) => break,
                     };
-                    let Ok(Job { file, pending }) = job else {
-                        break;
-                    };
-                    let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        worker.batch(file, pending)
-                    }));
-                    with(file as usize, &mut |r| match &evaluated {
-                        Ok(Ok((events, detections))) => {
-                            r.events += events;
-                            r.detections.extend(detections.iter().cloned());
-                        }
-                        Ok(Err(e)) => {
-                            r.failure.get_or_insert(e.to_string());
-                        }
-                        Err(_) => {
-                            r.failure
-                                .get_or_insert("evaluating a batch panicked".into());
-                        }
-                    });
-                    if evaluated.is_err() {
-                        worker = Worker::new(rules, options);
-                    }
+                    let Ok(job) = job else { break };
+                    worker.evaluate(job, with);
                 }
             });
         }
+        drop(tx);
     });
     let mut report = HuntReport {
         files: files.to_vec(),
@@ -221,18 +217,13 @@ pub fn hunt(
 /// Reads, normalizes and sends one file's records in batches; returns the records that could
 /// not be read or normalized.
 fn read_file(
-    file: u32,
     path: &std::path::Path,
     batch_rows: usize,
-    tx: &std::sync::mpsc::SyncSender<Job>,
+    send: &mut dyn FnMut(Pending),
 ) -> Vec<Rejected> {
     let mut rejected = Vec::new();
     let mut pending = Pending::default();
     let mut record = 0u64;
-    let send = |pending: Pending| {
-        // A closed queue means the evaluators are gone: nothing more can be evaluated.
-        let _ = tx.send(Job { file, pending });
-    };
     let read = read_path(path, |r| {
         let n = record;
         record += 1;
@@ -291,6 +282,29 @@ impl<'a> Worker<'a> {
             options,
             scratch: Scratch::default(),
             plain: PlainScratch::default(),
+        }
+    }
+
+    /// Evaluates one batch and adds what it gives to its file's result.
+    fn evaluate(&mut self, job: Job, with: &MergeInto<'_>) {
+        let Job { file, pending } = job;
+        let evaluated =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(file, pending)));
+        with(file as usize, &mut |r| match &evaluated {
+            Ok(Ok((events, detections))) => {
+                r.events += events;
+                r.detections.extend(detections.iter().cloned());
+            }
+            Ok(Err(e)) => {
+                r.failure.get_or_insert(e.to_string());
+            }
+            Err(_) => {
+                r.failure
+                    .get_or_insert("evaluating a batch panicked".into());
+            }
+        });
+        if evaluated.is_err() {
+            *self = Worker::new(self.rules, self.options);
         }
     }
 
