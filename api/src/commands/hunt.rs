@@ -48,8 +48,12 @@ fn blocking(args: HuntArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.cache_dir.clone().or_else(cache::default_dir)
     };
-    let (set, cache_use) = CompiledSet::load_or_compile(cache_dir.as_deref(), &texts, &mappings);
-    let rules = HuntRules::build(&set.rules, &finding_schema())?;
+    let (mut set, cache_use) =
+        CompiledSet::load_or_compile(cache_dir.as_deref(), &texts, &mappings);
+    // The rule texts and the condition trees are not needed once the index is built; they
+    // would otherwise stay resident for the whole hunt.
+    drop(texts);
+    let rules = HuntRules::build(&std::mem::take(&mut set.rules), &finding_schema())?;
     let stats = rules.stats();
     let mut err = std::io::stderr().lock();
     // Nothing is skipped silently: every rule that does not run says why.
