@@ -94,6 +94,14 @@ enum Command {
         /// Folders of Sigma rules (default: the bundled SigmaHQ Windows rule set).
         #[arg(long)]
         sigma: Vec<PathBuf>,
+        /// Folders of Cairn rules (YAML with SQL, or Sigma, correlation rules included), run
+        /// over the whole input as one window after the Sigma rules: a detection per rule and
+        /// entity.
+        #[arg(long)]
+        rules: Vec<PathBuf>,
+        /// Also run Cairn's built-in rule pack over the whole input.
+        #[arg(long)]
+        builtin_rules: bool,
         /// A field-mapping file to use instead of the bundled `rules/sigma/mappings.yml`.
         #[arg(long)]
         mappings: Option<PathBuf>,

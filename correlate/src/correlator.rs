@@ -90,7 +90,7 @@ pub struct PassReport {
     pub rows_evaluated: usize,
 }
 
-fn to_detection(rule: &Rule, hit: RuleHit) -> Detection {
+pub(crate) fn to_detection(rule: &Rule, hit: RuleHit) -> Detection {
     // A finding is its own entity and never recurs under another uid; a time bucket would only
     // split it when the provider updates its activity time.
     let bucket = if rule.entity == EntityKind::Finding {
@@ -123,7 +123,7 @@ fn to_detection(rule: &Rule, hit: RuleHit) -> Detection {
 }
 
 /// Combines two sightings of the same detection key; true if `into` changed.
-fn fold(into: &mut Detection, other: &Detection) -> bool {
+pub(crate) fn fold(into: &mut Detection, other: &Detection) -> bool {
     let before = (
         into.first_seen,
         into.last_seen,

@@ -6,6 +6,7 @@
 //!   `(rule, entity, window bucket)`, and [`merge`] into incidents;
 //! - [`store`] persists it all ([`store::sqlite::SqliteStore`] is the embedded default);
 //! - [`rule_tests`] runs rules' inline tests on the same engine (`cairn rules test`);
+//! - [`offline`] runs the rules over a closed set of events with no store (`cairn hunt --rules`);
 //! - [`generator`] makes seeded synthetic findings for benchmarks and property tests.
 
 pub mod archive;
@@ -18,6 +19,7 @@ pub mod incremental;
 #[cfg(test)]
 mod incremental_tests;
 pub mod merge;
+pub mod offline;
 #[cfg(test)]
 mod pack_tests;
 pub mod pipeline;

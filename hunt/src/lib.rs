@@ -30,7 +30,8 @@ pub mod run;
 pub use cache::{CacheUse, CompiledSet};
 pub use index::{HuntRule, HuntRules, IndexStats, RuleInfo};
 pub use matcher::Scratch;
-pub use run::{Detection, HuntOptions, HuntReport, Rejected, hunt};
+pub use output::Correlated;
+pub use run::{Detection, HuntOptions, HuntReport, Rejected, WindowPart, hunt};
 
 /// What can stop a hunt.
 #[derive(Debug, thiserror::Error)]

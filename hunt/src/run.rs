@@ -2,6 +2,7 @@
 //! the production normalizer, and runs the index over each batch. Results are put back in
 //! input order (file, then record, then rule), so the output does not depend on scheduling.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use cairn_ingest::normalize::normalize_json;
 use cairn_ingest::sources::file::read_path;
 use cairn_ingest::{Finding, to_record_batch};
+use cairn_rules::sql::window_projection;
 
 use crate::HuntError;
 use crate::index::HuntRules;
@@ -30,6 +32,9 @@ pub struct HuntOptions {
     pub threads: usize,
     /// Run the row-by-row reference instead of the index (for differential checks).
     pub reference: bool,
+    /// Keep every event (without its raw record) in [`HuntReport::window`], for rules over
+    /// several events (`cairn hunt --rules`).
+    pub keep_window: bool,
 }
 
 impl Default for HuntOptions {
@@ -38,6 +43,7 @@ impl Default for HuntOptions {
             batch_rows: 1024,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
             reference: false,
+            keep_window: false,
         }
     }
 }
@@ -74,6 +80,20 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// Events of one batch kept for rules over several events: the batch without its `raw` column
+/// ([`cairn_rules::sql::window_schema`]) and where each of its events is.
+#[derive(Debug)]
+pub struct WindowPart {
+    /// The file's position in the input list.
+    pub file: u32,
+    /// The position of the batch's first event in its file.
+    pub record: u64,
+    /// The events.
+    pub batch: RecordBatch,
+    /// Where each event is (`file#EventRecordID` or `file:line`).
+    pub locations: Vec<String>,
+}
+
 /// What a hunt found.
 #[derive(Debug, Default)]
 pub struct HuntReport {
@@ -89,6 +109,34 @@ pub struct HuntReport {
     pub rejected: Vec<Rejected>,
     /// Wall time of the hunt.
     pub wall: Duration,
+    /// Every event, in input order, when [`HuntOptions::keep_window`] asked for them.
+    pub window: Vec<WindowPart>,
+    /// Detections of Cairn rules over the whole input (filled by the caller that ran them).
+    pub correlated: Vec<crate::output::Correlated>,
+}
+
+impl HuntReport {
+    /// Takes the kept events ([`HuntOptions::keep_window`]) out of the report: their batches
+    /// in input order, and where the events of each `finding_uid` were read.
+    pub fn take_window(&mut self) -> (Vec<RecordBatch>, HashMap<String, Vec<String>>) {
+        let mut locations: HashMap<String, Vec<String>> = HashMap::new();
+        let mut batches = Vec::with_capacity(self.window.len());
+        for part in std::mem::take(&mut self.window) {
+            if let Some(uids) = part
+                .batch
+                .column_by_name("finding_uid")
+                .and_then(|c| c.as_string_opt::<i32>())
+            {
+                for (uid, location) in uids.iter().zip(part.locations) {
+                    if let Some(uid) = uid {
+                        locations.entry(uid.to_string()).or_default().push(location);
+                    }
+                }
+            }
+            batches.push(part.batch);
+        }
+        (batches, locations)
+    }
 }
 
 /// What one file gave.
@@ -97,6 +145,7 @@ struct FileResult {
     events: u64,
     detections: Vec<Detection>,
     rejected: Vec<Rejected>,
+    window: Vec<WindowPart>,
     /// Why the file's detections cannot be trusted (a batch failed, or reading panicked).
     failure: Option<String>,
 }
@@ -206,8 +255,10 @@ pub fn hunt(
         }
         // Batches of one file may be evaluated in any order.
         r.detections.sort_by_key(|d| (d.record, d.rule));
+        r.window.sort_by_key(|p| p.record);
         report.events += r.events;
         report.detections.extend(r.detections);
+        report.window.extend(r.window);
         report.rejected.extend(r.rejected);
     }
     report.wall = started.elapsed();
@@ -260,6 +311,9 @@ fn read_file(
     rejected
 }
 
+/// A batch's event count, detections and kept events.
+type Evaluated = (u64, Vec<Detection>, Option<WindowPart>);
+
 struct Worker<'a> {
     rules: &'a HuntRules,
     options: &'a HuntOptions,
@@ -288,12 +342,13 @@ impl<'a> Worker<'a> {
     /// Evaluates one batch and adds what it gives to its file's result.
     fn evaluate(&mut self, job: Job, with: &MergeInto<'_>) {
         let Job { file, pending } = job;
-        let evaluated =
+        let mut evaluated =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(file, pending)));
-        with(file as usize, &mut |r| match &evaluated {
-            Ok(Ok((events, detections))) => {
-                r.events += events;
-                r.detections.extend(detections.iter().cloned());
+        with(file as usize, &mut |r| match &mut evaluated {
+            Ok(Ok((events, detections, part))) => {
+                r.events += *events;
+                r.detections.append(detections);
+                r.window.extend(part.take());
             }
             Ok(Err(e)) => {
                 r.failure.get_or_insert(e.to_string());
@@ -308,11 +363,11 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// The batch's event count and detections.
-    fn batch(&mut self, file: u32, p: Pending) -> Result<(u64, Vec<Detection>), HuntError> {
+    /// The batch's event count, detections and, if asked for, its events.
+    fn batch(&mut self, file: u32, p: Pending) -> Result<Evaluated, HuntError> {
         let mut out = Vec::new();
         if p.findings.is_empty() {
-            return Ok((0, out));
+            return Ok((0, out, None));
         }
         let events = p.findings.len() as u64;
         let batch = to_record_batch(&p.findings).map_err(|e| HuntError::Batch(e.to_string()))?;
@@ -338,7 +393,19 @@ impl<'a> Worker<'a> {
                 event: p.findings[row].raw.clone(),
             });
         }
-        Ok((events, out))
+        let part = if self.options.keep_window {
+            Some(WindowPart {
+                file,
+                record: p.records[0],
+                batch: batch
+                    .project(window_projection())
+                    .map_err(|e| HuntError::Batch(e.to_string()))?,
+                locations: p.locations,
+            })
+        } else {
+            None
+        };
+        Ok((events, out, part))
     }
 }
 

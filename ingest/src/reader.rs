@@ -116,10 +116,10 @@ pub fn read_evtx<R: Read + std::io::Seek>(
     input: R,
     mut emit: impl FnMut(RawRecord<'_>),
 ) -> Result<(), String> {
+    // evtx is built without its `multithreading` feature: the caller parallelises over files,
+    // and one thread per file keeps record order.
     let mut parser = evtx::EvtxParser::from_read_seek(input)
-        .map_err(|e| format!("not a readable EVTX file: {e}"))?
-        // The caller parallelises over files; one thread per file keeps record order.
-        .with_configuration(evtx::ParserSettings::new().num_threads(1));
+        .map_err(|e| format!("not a readable EVTX file: {e}"))?;
     for (index, record) in parser.records_json().enumerate() {
         match record {
             Ok(r) => emit(RawRecord {

@@ -173,7 +173,7 @@ fn the_batches_of_one_file_are_evaluated_in_parallel_with_the_same_result() {
         let options = HuntOptions {
             threads,
             batch_rows,
-            reference: false,
+            ..HuntOptions::default()
         };
         hunt(&rules, &file, &options, &|_| {}).expect("the hunt runs")
     };
@@ -384,4 +384,161 @@ fn cairn_hunt_writes_jsonl_csv_and_a_summary() {
         table.contains("detections  level"),
         "summary missing:\n{table}"
     );
+}
+
+/// `--rules` runs Cairn rules over the kept events with the live correlator's engine: over a
+/// stretch of activity shorter than the window, what it finds is what ingesting the same
+/// files and running a live correlation pass finds (the same rules, entities and evidence),
+/// although the `.evtx` and `.jsonl` exports of each sample repeat every event.
+#[tokio::test]
+async fn cairn_rules_over_hunted_events_find_what_a_live_pass_finds() {
+    use cairn_correlate::{CorrelateConfig, SqliteStore, Store, run_pass, run_source};
+    use cairn_ingest::sources::file::{FileSource, FileSourceConfig};
+    use cairn_rules::RuleSet;
+
+    let dir = repo_root().join("ingest/testdata/windows/evtx");
+    let files: Vec<PathBuf> = data_files(&[dir])
+        .expect("samples")
+        .into_iter()
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.contains("T1136-Create_account")
+                || name.contains("ID4728-4756")
+                || name.contains("ID4732-User_added")
+        })
+        .collect();
+    assert_eq!(files.len(), 8, "{files:?}");
+    let rules = RuleSet::builtin().await.expect("rules");
+    let config = CorrelateConfig::default();
+
+    let sigma = rules_of(&[]).1;
+    let options = HuntOptions {
+        keep_window: true,
+        ..HuntOptions::default()
+    };
+    let mut report = hunt(&sigma, &files, &options, &|_| {}).expect("the hunt runs");
+    let (batches, locations) = report.take_window();
+    let offline = cairn_correlate::offline::evaluate(batches, &rules, &config)
+        .await
+        .expect("the rules run");
+    assert!(offline.failed.is_empty(), "{:?}", offline.failed);
+    assert_eq!(offline.windows, 1);
+    assert!(offline.duplicates > 0, "each event is in two exports");
+    for d in &offline.detections {
+        for uid in &d.finding_uids {
+            assert_eq!(locations.get(uid).map(Vec::len), Some(2), "{uid}");
+        }
+    }
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&tmp.path().join("cairn.db"))
+        .await
+        .expect("store");
+    let mut source =
+        FileSource::new("windows", &FileSourceConfig::new(files.clone())).expect("source");
+    run_source(&mut source, &store, |_, _| {})
+        .await
+        .expect("ingest");
+    run_pass(&store, &rules, &config).await.expect("correlate");
+    let mut live = Vec::new();
+    for incident in store.open_incidents().await.expect("incidents") {
+        let detail = store.incident(&incident.id).await.expect("incident");
+        live.extend(detail.expect("stored").detections);
+    }
+
+    let key =
+        |ds: &[cairn_correlate::store::Detection]| -> BTreeSet<(String, String, Vec<String>)> {
+            ds.iter()
+                .map(|d| {
+                    let mut uids = d.finding_uids.clone();
+                    uids.sort();
+                    (d.rule_id.clone(), d.entity_key.clone(), uids)
+                })
+                .collect()
+        };
+    let (found, want) = (key(&offline.detections), key(&live));
+    assert!(want.len() >= 4, "{want:#?}");
+    assert_eq!(found, want);
+}
+
+/// `cairn hunt --builtin-rules --rules DIR` in JSON lines: the Cairn rules' detections follow
+/// the Sigma matches with their entity and the location of every piece of evidence, a site's
+/// own rule in the folder runs beside the pack, and a rule with an error stops the hunt before
+/// it reads, naming the file.
+#[test]
+fn cairn_hunt_runs_cairn_rules_from_folders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules folder");
+    std::fs::write(
+        rules.join("busy_host.yml"),
+        r#"id: site.busy_host
+title: Host with many security events
+description: A host that logged 40 or more security events.
+severity: low
+entity: host
+window: 24h
+sql: |
+  SELECT lower(device_hostname) AS entity_key, min(time) AS first_seen, max(time) AS last_seen,
+         array_agg(finding_uid) AS finding_uids
+  FROM findings
+  WHERE device_hostname IS NOT NULL
+  GROUP BY lower(device_hostname)
+  HAVING count(*) >= 40
+"#,
+    )
+    .expect("rule");
+    let otrf = repo_root().join(
+        "ingest/testdata/windows/otrf/covenant_dcsync_dcerpc_drsuapi_DsGetNCChanges.jsonl.gz",
+    );
+    let otrf = otrf.to_str().expect("utf-8 path");
+    let rules_arg = rules.to_str().expect("utf-8 path");
+    let args = [
+        "hunt",
+        otrf,
+        "--builtin-rules",
+        "--rules",
+        rules_arg,
+        "--format",
+        "jsonl",
+        "--no-cache",
+    ];
+    let o = run(dir.path(), &args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{err}");
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    for l in &lines {
+        for k in cairn_hunt::output::COLUMNS {
+            assert!(l.get(k).is_some(), "{k} missing in {l}");
+        }
+    }
+    let cairn: Vec<&serde_json::Value> = lines.iter().filter(|l| l["kind"] == "rule").collect();
+    let ids: BTreeSet<&str> = cairn.iter().filter_map(|l| l["rule_id"].as_str()).collect();
+    assert!(ids.contains("cairn.ad.dcsync_by_non_dc"), "{ids:?}\n{err}");
+    assert!(ids.contains("site.busy_host"), "{ids:?}\n{err}");
+    let sigma_before_rules = lines
+        .iter()
+        .position(|l| l["kind"] == "rule")
+        .is_some_and(|first| lines[first..].iter().all(|l| l["kind"] == "rule") && first > 0);
+    assert!(sigma_before_rules, "Sigma matches come first");
+    for l in &cairn {
+        let evidence = l["evidence"].as_array().expect("evidence");
+        assert!(!evidence.is_empty(), "{l}");
+        for e in evidence {
+            let e = e.as_str().expect("a location");
+            assert!(e.starts_with(otrf) && e.contains(".jsonl.gz:"), "{e}");
+        }
+        assert!(l["entity"].as_str().is_some_and(|s| s.contains(':')), "{l}");
+    }
+    assert!(err.contains("by Cairn rules over the whole input"), "{err}");
+
+    std::fs::write(rules.join("broken.yml"), "id: site.broken\ntitle: x\n").expect("rule");
+    let o = run(dir.path(), &args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success());
+    assert!(err.contains("broken.yml"), "{err}");
+    assert!(o.stdout.is_empty(), "nothing is hunted with a broken rule");
 }

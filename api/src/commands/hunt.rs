@@ -8,10 +8,13 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use cairn_hunt::output::{self, Format};
+use cairn_correlate::CorrelateConfig;
+use cairn_hunt::output::{self, Correlated, Format};
 use cairn_hunt::{CacheUse, CompiledSet, HuntOptions, HuntRules, bundled, cache, hunt};
+use cairn_ingest::Severity;
 use cairn_ingest::finding_schema;
 use cairn_ingest::sources::file::data_files;
+use cairn_rules::RuleSet;
 use cairn_rules::load::read_rule_texts;
 
 use super::{PROGRESS_BYTES, sigma_mappings};
@@ -20,6 +23,8 @@ use super::{PROGRESS_BYTES, sigma_mappings};
 pub struct HuntArgs {
     pub paths: Vec<PathBuf>,
     pub sigma: Vec<PathBuf>,
+    pub rules: Vec<PathBuf>,
+    pub builtin_rules: bool,
     pub mappings: Option<PathBuf>,
     pub format: Format,
     pub out: Option<PathBuf>,
@@ -43,6 +48,18 @@ fn blocking(args: HuntArgs) -> anyhow::Result<ExitCode> {
         read_rule_texts(&args.sigma)?
     };
     let mappings = sigma_mappings(args.mappings.as_deref())?;
+    // Cairn rules are loaded first: a rule file with an error stops the hunt before it reads.
+    let cairn_rules = if args.rules.is_empty() && !args.builtin_rules {
+        None
+    } else {
+        let runtime = tokio::runtime::Handle::current();
+        let set = runtime.block_on(RuleSet::load_with_mappings(
+            &args.rules,
+            args.builtin_rules,
+            &mappings,
+        ))?;
+        Some((runtime, set))
+    };
     let cache_dir = if args.no_cache {
         None
     } else {
@@ -63,8 +80,18 @@ fn blocking(args: HuntArgs) -> anyhow::Result<ExitCode> {
     if set.correlations > 0 {
         writeln!(
             err,
-            "not run: {} correlation rules (they need the correlator's window: `cairn ingest`)",
+            "not run: {} Sigma correlation rules (they need a window: pass their folder with `--rules`)",
             set.correlations
+        )?;
+    }
+    if let Some((_, cairn)) = &cairn_rules {
+        for s in cairn.sigma_unsupported() {
+            writeln!(err, "not compiled: {}: {}", s.origin, s.reason)?;
+        }
+        writeln!(
+            err,
+            "{} Cairn rules will run over the whole input as one window",
+            cairn.len()
         )?;
     }
     if let CacheUse::StoreFailed(why) = &cache_use {
@@ -105,12 +132,13 @@ fn blocking(args: HuntArgs) -> anyhow::Result<ExitCode> {
     });
     let mut options = HuntOptions {
         reference: args.reference,
+        keep_window: cairn_rules.is_some(),
         ..HuntOptions::default()
     };
     if let Some(t) = args.threads {
         options.threads = t.max(1);
     }
-    let report = hunt(&rules, &files, &options, &|bytes| {
+    let mut report = hunt(&rules, &files, &options, &|bytes| {
         if let Some(b) = &bar {
             b.inc(bytes);
         }
@@ -118,15 +146,22 @@ fn blocking(args: HuntArgs) -> anyhow::Result<ExitCode> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let mut failed_rules = Vec::new();
+    if let Some((runtime, cairn)) = &cairn_rules {
+        failed_rules = correlate(runtime, cairn, &mut report)?;
+    }
 
     write_output(args.out.as_deref(), args.format, &rules, &report)?;
     let mut err = std::io::stderr().lock();
     for r in &report.rejected {
         writeln!(err, "not evaluated: {}: {}", r.location, r.reason)?;
     }
+    for (rule, reason) in &failed_rules {
+        writeln!(err, "rule failed: {rule}: {reason}")?;
+    }
     writeln!(
         err,
-        "{} events in {} files ({:.1} MB) in {:.2} s: {} detections by {} rules; {} records not evaluated",
+        "{} events in {} files ({:.1} MB) in {:.2} s: {} detections by {} Sigma rules{}; {} records not evaluated",
         report.events,
         report.files.len(),
         report.bytes as f64 / 1e6,
@@ -138,13 +173,64 @@ fn blocking(args: HuntArgs) -> anyhow::Result<ExitCode> {
             .map(|d| d.rule)
             .collect::<std::collections::BTreeSet<_>>()
             .len(),
+        if cairn_rules.is_some() {
+            format!(
+                ", {} by Cairn rules over the whole input",
+                report.correlated.len()
+            )
+        } else {
+            String::new()
+        },
         report.rejected.len()
     )?;
-    Ok(if report.rejected.is_empty() {
+    Ok(if report.rejected.is_empty() && failed_rules.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
     })
+}
+
+/// Runs `cairn` over the events the hunt kept, as one window; fills `report.correlated` and
+/// returns the rules that failed, with why.
+fn correlate(
+    runtime: &tokio::runtime::Handle,
+    cairn: &RuleSet,
+    report: &mut cairn_hunt::HuntReport,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let (batches, locations) = report.take_window();
+    let found = runtime.block_on(cairn_correlate::offline::evaluate(
+        batches,
+        cairn,
+        &CorrelateConfig::default(),
+    ))?;
+    eprintln!(
+        "Cairn rules: {} distinct events ({} duplicates dropped) in {} stretches of activity, {} identities",
+        found.events, found.duplicates, found.windows, found.identities
+    );
+    report.correlated = found
+        .detections
+        .into_iter()
+        .map(|d| {
+            let rule = cairn.get(&d.rule_id);
+            Correlated {
+                level: Severity::from_id(d.severity_id).caption().to_lowercase(),
+                rule_file: rule.map(|r| r.origin.clone()).unwrap_or_default(),
+                entity: format!("{}:{}", d.entity_kind, d.entity_key),
+                first_seen: d.first_seen,
+                last_seen: d.last_seen,
+                evidence: d
+                    .finding_uids
+                    .iter()
+                    .flat_map(|u| locations.get(u).cloned().unwrap_or_else(|| vec![u.clone()]))
+                    .collect(),
+                rule_id: d.rule_id,
+                title: d.title,
+                tactics: d.tactics,
+                techniques: d.techniques,
+            }
+        })
+        .collect();
+    Ok(found.failed)
 }
 
 fn write_output(

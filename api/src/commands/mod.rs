@@ -206,6 +206,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hunt {
             paths,
             sigma,
+            rules,
+            builtin_rules,
             mappings,
             format,
             out,
@@ -217,6 +219,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hunt::run(hunt::HuntArgs {
                 paths,
                 sigma,
+                rules,
+                builtin_rules,
                 mappings,
                 format: match format {
                     HuntFormat::Table => cairn_hunt::output::Format::Table,
