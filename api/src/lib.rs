@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod report;
 pub mod routes;
 
 use std::sync::Arc;

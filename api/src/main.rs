@@ -135,6 +135,48 @@ enum Command {
         #[command(subcommand)]
         command: IdentityCommand,
     },
+    /// Compliance evidence: signed bundles of the findings and incidents behind a framework's
+    /// controls, and their verification.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Write a signed evidence bundle (a new folder): each control's findings, status over the
+    /// period and incidents, the findings' records, the incidents, the rules in force, an HTML
+    /// report, and `manifest.json` with every file's SHA-256, the previous report's hash and an
+    /// Ed25519 signature.
+    Evidence {
+        /// The framework.
+        #[arg(long, value_enum)]
+        framework: cairn_api::report::Framework,
+        /// Start of the period: a date (2026-11-01) or an RFC 3339 time (default: all).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the period, exclusive (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// The folder to write (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// The signing key (default `<data dir>/evidence/signing.key`, made on first use).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Check a bundle's hashes, signature and chain; name what was altered (exit status 1).
+    Verify {
+        /// The bundle folder.
+        bundle: PathBuf,
+        /// The report before it, to check the chain.
+        #[arg(long)]
+        previous: Option<PathBuf>,
+        /// The signer's public key, hex (default: this data folder's key, if any).
+        #[arg(long)]
+        public_key: Option<String>,
+    },
 }
 
 /// `cairn hunt --format`.

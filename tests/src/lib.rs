@@ -21,6 +21,8 @@ mod defender;
 mod demo;
 #[cfg(test)]
 mod directories;
+#[cfg(test)]
+mod evidence;
 pub mod fakes;
 #[cfg(test)]
 mod hunt;

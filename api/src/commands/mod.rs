@@ -4,6 +4,7 @@
 mod demo;
 mod hunt;
 mod identity;
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ use cairn_ingest::sources::securityhub::{self, SecurityHubApi, SecurityHubWriteB
 use cairn_rules::RuleSet;
 use cairn_rules::sigma::SigmaMappings;
 
-use crate::{Cli, Command, HuntFormat, IdentityCommand, RulesCommand};
+use crate::{Cli, Command, HuntFormat, IdentityCommand, ReportCommand, RulesCommand};
 
 /// Exit status of a run that stored what it could but sent records to dead letters.
 pub const EXIT_PARTIAL: u8 = 3;
@@ -203,6 +204,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store(&store_path).await?;
             identity::show(store.as_ref(), &name, json).await
         }
+        Command::Report {
+            command:
+                ReportCommand::Evidence {
+                    framework,
+                    from,
+                    to,
+                    out,
+                    key,
+                },
+        } => {
+            let store = open_store(&store_path).await?;
+            let rules = setup.rules(&[]).await?;
+            report::evidence(
+                store.as_ref(),
+                &rules,
+                &setup.data_dir,
+                report::EvidenceArgs {
+                    framework,
+                    from: from.as_deref(),
+                    to: to.as_deref(),
+                    out: &out,
+                    key: key.as_deref(),
+                },
+            )
+            .await
+        }
+        Command::Report {
+            command:
+                ReportCommand::Verify {
+                    bundle,
+                    previous,
+                    public_key,
+                },
+        } => report::verify(
+            &setup.data_dir,
+            &bundle,
+            previous.as_deref(),
+            public_key.as_deref(),
+        ),
         Command::Hunt {
             paths,
             sigma,

@@ -1,0 +1,143 @@
+//! `cairn report`: signed compliance evidence bundles and their verification.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use cairn_api::report::{self, Chain, EvidenceRequest, Framework};
+use cairn_correlate::Store;
+use cairn_rules::RuleSet;
+
+/// Where the signing key is kept unless `--key` says otherwise.
+pub fn default_key(data_dir: &Path) -> PathBuf {
+    data_dir.join("evidence/signing.key")
+}
+
+/// A date (`2026-11-01`, midnight UTC) or an RFC 3339 time.
+pub fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").with_context(|| {
+        format!("`{s}` is neither a date (2026-11-01) nor an RFC 3339 time (2026-11-01T00:00:00Z)")
+    })?;
+    Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+}
+
+/// What `cairn report evidence` was asked.
+pub struct EvidenceArgs<'a> {
+    pub framework: Framework,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub out: &'a Path,
+    pub key: Option<&'a Path>,
+}
+
+/// `cairn report evidence`.
+pub async fn evidence(
+    store: &dyn Store,
+    rules: &RuleSet,
+    data_dir: &Path,
+    args: EvidenceArgs<'_>,
+) -> anyhow::Result<ExitCode> {
+    let EvidenceArgs {
+        framework,
+        from,
+        to,
+        out,
+        key,
+    } = args;
+    let request = EvidenceRequest {
+        framework,
+        from: from.map(parse_time).transpose()?,
+        to: to.map(parse_time).transpose()?,
+    };
+    if let (Some(f), Some(t)) = (request.from, request.to)
+        && f >= t
+    {
+        bail!("--from {f} is not before --to {t}");
+    }
+    let key_path = key.map_or_else(|| default_key(data_dir), Path::to_path_buf);
+    let signing = report::load_or_create_key(&key_path)?;
+    let chain = Chain::new(data_dir.join("evidence/chain"));
+    let (manifest, sha) =
+        report::build(store, rules, &request, out, &signing, chain.last()?).await?;
+    chain.advance(&sha)?;
+    println!(
+        "Wrote {} evidence for {} to {}: {} files, manifest SHA-256 {sha}, signed by {} ({}){}",
+        framework.title(),
+        match (&manifest.from, &manifest.to) {
+            (None, None) => "all time".to_string(),
+            (f, t) => format!(
+                "{} to {}",
+                f.as_deref().unwrap_or("the beginning"),
+                t.as_deref().unwrap_or("now")
+            ),
+        },
+        out.display(),
+        manifest.files.len() + 1,
+        manifest.public_key,
+        key_path.display(),
+        manifest
+            .previous
+            .as_deref()
+            .map(|p| format!(", following the report with manifest SHA-256 {p}"))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn report verify`: exit status 0 when intact, 1 when anything was altered.
+pub fn verify(
+    data_dir: &Path,
+    bundle: &Path,
+    previous: Option<&Path>,
+    public_key: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let trusted = match public_key {
+        Some(hex_key) => Some(
+            hex::decode(hex_key.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+                .with_context(|| {
+                    format!("--public-key `{hex_key}` is not an Ed25519 public key (64 hex digits)")
+                })?,
+        ),
+        None => {
+            let local = default_key(data_dir);
+            if local.exists() {
+                Some(report::load_or_create_key(&local)?.verifying_key())
+            } else {
+                None
+            }
+        }
+    };
+    let v = report::verify(bundle, previous, trusted.as_ref());
+    if v.is_intact() {
+        println!(
+            "{}: intact. {} files match their SHA-256, the signature verifies{}{}.",
+            bundle.display(),
+            v.files_ok,
+            if trusted.is_some() {
+                " and the signer is the trusted key"
+            } else {
+                " (the signer's key was not pinned: pass --public-key)"
+            },
+            if previous.is_some() {
+                ", and it follows the previous report"
+            } else {
+                ""
+            }
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{}: altered.", bundle.display());
+        for p in &v.problems {
+            eprintln!("  {p}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,326 @@
+//! Compliance evidence bundles: a CIS AWS bundle of the demo data verifies, and every way of
+//! tampering with it (a flipped byte, a deleted, added or reordered file, an edited manifest, a
+//! swapped signature, another signer, a broken chain) is detected and names what was altered.
+
+use std::path::{Path, PathBuf};
+
+use cairn_api::report::{
+    self, Chain, EvidenceRequest, Framework, MANIFEST, Manifest, Verification,
+};
+use cairn_correlate::{CorrelateConfig, SqliteStore, run_pass, run_source};
+use cairn_ingest::sources::file::{FileSource, FileSourceConfig};
+use cairn_rules::RuleSet;
+
+use crate::{repo_root, run, stdout};
+
+async fn demo_store(dir: &Path) -> (SqliteStore, RuleSet) {
+    let store = SqliteStore::open(&dir.join("cairn.db"))
+        .await
+        .expect("store");
+    let rules = RuleSet::builtin().await.expect("rules");
+    let mut source = FileSource::new(
+        "demo",
+        &FileSourceConfig::new(vec![repo_root().join("api/demo/data")]),
+    )
+    .expect("source");
+    run_source(&mut source, &store, |_, _| {})
+        .await
+        .expect("ingest");
+    run_pass(&store, &rules, &CorrelateConfig::default())
+        .await
+        .expect("correlate");
+    (store, rules)
+}
+
+fn copy_bundle(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("copy folder");
+    for e in std::fs::read_dir(from).expect("bundle") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+}
+
+fn altered(v: &Verification) -> Vec<String> {
+    v.problems.iter().map(|p| p.what.clone()).collect()
+}
+
+fn read_manifest(bundle: &Path) -> Manifest {
+    serde_json::from_slice(&std::fs::read(bundle.join(MANIFEST)).expect("manifest"))
+        .expect("a manifest")
+}
+
+fn write_manifest(bundle: &Path, m: &Manifest) {
+    std::fs::write(
+        bundle.join(MANIFEST),
+        serde_json::to_vec_pretty(m).expect("json"),
+    )
+    .expect("write manifest");
+}
+
+#[tokio::test]
+async fn every_tampering_with_an_evidence_bundle_is_detected_and_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, rules) = demo_store(dir.path()).await;
+    let key = report::load_or_create_key(&dir.path().join("keys/signing.key")).expect("key");
+    let chain = Chain::new(dir.path().join("keys/chain"));
+    let request = EvidenceRequest {
+        framework: Framework::CisAws,
+        from: None,
+        to: None,
+    };
+    let first = dir.path().join("first");
+    let (m1, sha1) = report::build(
+        &store,
+        &rules,
+        &request,
+        &first,
+        &key,
+        chain.last().expect("chain"),
+    )
+    .await
+    .expect("bundle");
+    chain.advance(&sha1).expect("chain");
+    assert_eq!(m1.previous, None);
+
+    // What the bundle holds: the CIS checks of the demo's Security Hub findings.
+    let controls: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(first.join("controls.json")).expect("controls"))
+            .expect("json");
+    assert!(controls.len() >= 3, "{controls:#?}");
+    assert!(controls.iter().any(|c| c["status"] == "FAILED"));
+    assert!(controls.iter().all(|c| {
+        c["control"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("cis-aws-foundations-benchmark/"))
+    }));
+    let findings = std::fs::read_to_string(first.join("findings.jsonl")).expect("findings");
+    assert!(findings.lines().count() >= 3);
+    for l in findings.lines() {
+        let f: serde_json::Value = serde_json::from_str(l).expect("a finding");
+        assert!(f["raw"]["Compliance"].is_object(), "{f}");
+    }
+    let html = std::fs::read_to_string(first.join("report.html")).expect("html");
+    assert!(html.contains("CIS AWS Foundations Benchmark evidence"));
+    let rules_json: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(first.join("rules.json")).expect("rules"))
+            .expect("json");
+    assert_eq!(rules_json.len(), rules.len());
+
+    let trusted = key.verifying_key();
+    let ok = report::verify(&first, None, Some(&trusted));
+    assert!(ok.is_intact(), "{:?}", ok.problems);
+    assert_eq!(ok.files_ok, m1.files.len());
+
+    // The second report chains to the first.
+    let second = dir.path().join("second");
+    let (m2, _) = report::build(
+        &store,
+        &rules,
+        &request,
+        &second,
+        &key,
+        chain.last().expect("chain"),
+    )
+    .await
+    .expect("bundle");
+    assert_eq!(m2.previous.as_deref(), Some(sha1.as_str()));
+    let chained = report::verify(&second, Some(&first), Some(&trusted));
+    assert!(chained.is_intact(), "{:?}", chained.problems);
+
+    let mut n = 0;
+    let mut case = |name: &str, tamper: &dyn Fn(&Path), previous: Option<&Path>, want: &[&str]| {
+        n += 1;
+        let copy = dir.path().join(format!("case{n}"));
+        copy_bundle(if previous.is_some() { &second } else { &first }, &copy);
+        let prev_copy = previous.map(|p| {
+            let c = dir.path().join(format!("case{n}-previous"));
+            copy_bundle(p, &c);
+            c
+        });
+        tamper(prev_copy.as_deref().unwrap_or(&copy));
+        let v = report::verify(&copy, prev_copy.as_deref(), Some(&trusted));
+        let got = altered(&v);
+        for w in want {
+            assert!(
+                got.iter().any(|g| g == w),
+                "{name}: {w} not named in {:?}",
+                v.problems
+            );
+        }
+        assert!(!v.is_intact(), "{name} went unnoticed");
+    };
+
+    case(
+        "a flipped byte",
+        &|b| {
+            let p = b.join("findings.jsonl");
+            let mut bytes = std::fs::read(&p).expect("read");
+            bytes[10] ^= 0x01;
+            std::fs::write(&p, bytes).expect("write");
+        },
+        None,
+        &["findings.jsonl"],
+    );
+    case(
+        "a deleted file",
+        &|b| {
+            std::fs::remove_file(b.join("controls.json")).expect("remove");
+        },
+        None,
+        &["controls.json"],
+    );
+    case(
+        "an added file",
+        &|b| {
+            std::fs::write(b.join("exception.txt"), "control 1.3 waived").expect("write");
+        },
+        None,
+        &["exception.txt"],
+    );
+    case(
+        "reordered findings",
+        &|b| {
+            let p = b.join("findings.jsonl");
+            let text = std::fs::read_to_string(&p).expect("read");
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.reverse();
+            std::fs::write(&p, lines.join("\n") + "\n").expect("write");
+        },
+        None,
+        &["findings.jsonl"],
+    );
+    case(
+        "reordered manifest entries",
+        &|b| {
+            let mut m = read_manifest(b);
+            m.files.reverse();
+            write_manifest(b, &m);
+        },
+        None,
+        &[MANIFEST],
+    );
+    case(
+        "a file and its hash replaced together",
+        &|b| {
+            let p = b.join("report.html");
+            std::fs::write(&p, "<p>all controls pass</p>").expect("write");
+            let mut m = read_manifest(b);
+            for f in &mut m.files {
+                if f.path == "report.html" {
+                    f.sha256 = {
+                        use sha2::Digest;
+                        hex::encode(sha2::Sha256::digest(b"<p>all controls pass</p>"))
+                    };
+                    f.bytes = 24;
+                }
+            }
+            write_manifest(b, &m);
+        },
+        None,
+        &[MANIFEST],
+    );
+    let other_signature = m2.signature.clone();
+    case(
+        "a swapped signature",
+        &move |b| {
+            let mut m = read_manifest(b);
+            m.signature = other_signature.clone();
+            write_manifest(b, &m);
+        },
+        None,
+        &[MANIFEST],
+    );
+    case(
+        "another signer",
+        &|b| {
+            let stranger = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+            let mut m = read_manifest(b);
+            m.public_key = hex::encode(stranger.verifying_key().as_bytes());
+            m.signature = {
+                use ed25519_dalek::Signer;
+                hex::encode(stranger.sign(&m.signed_bytes()).to_bytes())
+            };
+            write_manifest(b, &m);
+        },
+        None,
+        &[MANIFEST],
+    );
+    case(
+        "a broken chain",
+        &|previous| {
+            let p = previous.join(MANIFEST);
+            let text = std::fs::read_to_string(&p).expect("read");
+            std::fs::write(&p, text.replace("cis-aws", "cis-aws ")).expect("write");
+        },
+        Some(&first),
+        &["chain", "previous report: manifest.json"],
+    );
+    assert_eq!(n, 9);
+}
+
+/// The commands: `cairn report evidence` writes a bundle signed with the data folder's key and
+/// `cairn report verify` passes it (exit 0) and fails a tampered copy (exit 1), naming the file.
+#[test]
+fn cairn_report_evidence_and_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo: PathBuf = repo_root().join("api/demo/data");
+    let ingest = run(dir.path(), &["ingest", demo.to_str().expect("utf-8 path")]);
+    assert!(
+        ingest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ingest.stderr)
+    );
+    let out = dir.path().join("bundle");
+    let out_s = out.to_str().expect("utf-8 path");
+    let made = run(
+        dir.path(),
+        &[
+            "report",
+            "evidence",
+            "--framework",
+            "cis-aws",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2100-01-01",
+            "--out",
+            out_s,
+        ],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(
+        stdout(&made).contains("manifest SHA-256"),
+        "{}",
+        stdout(&made)
+    );
+    let v = run(dir.path(), &["report", "verify", out_s]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    assert!(
+        stdout(&v).contains("signer is the trusted key"),
+        "{}",
+        stdout(&v)
+    );
+
+    std::fs::write(out.join("rules.json"), "[]").expect("tamper");
+    let v = run(dir.path(), &["report", "verify", out_s]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&v.stderr).contains("rules.json: content altered"));
+
+    // A bundle is never written over another.
+    let again = run(
+        dir.path(),
+        &[
+            "report",
+            "evidence",
+            "--framework",
+            "cis-aws",
+            "--out",
+            out_s,
+        ],
+    );
+    assert!(!again.status.success());
+}
