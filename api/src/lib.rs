@@ -31,6 +31,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The rules in force (for titles and descriptions).
     pub rules: Arc<RuleSet>,
+    /// The key and chain evidence reports are signed with; `None`: no evidence reports.
+    pub evidence: Option<Arc<report::Signer>>,
 }
 
 /// Longest time a request may take.
@@ -58,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/api/v1/incidents", get(routes::incidents::list))
         .route("/api/v1/incidents/{id}", get(routes::incidents::detail))
+        .route("/api/v1/reports/evidence", get(routes::reports::evidence))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

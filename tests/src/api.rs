@@ -33,6 +33,9 @@ async fn demo_state(dir: &std::path::Path) -> AppState {
     AppState {
         store: Arc::new(store) as Arc<dyn Store>,
         rules: Arc::new(rules),
+        evidence: Some(Arc::new(
+            cairn_api::report::Signer::in_dir(&dir.join("evidence")).expect("signer"),
+        )),
     }
 }
 

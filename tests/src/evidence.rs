@@ -324,3 +324,84 @@ fn cairn_report_evidence_and_verify() {
     );
     assert!(!again.status.success());
 }
+
+/// `GET /api/v1/reports/evidence` answers a tar archive of a bundle that verifies under the
+/// server's key; the next report chains to it; bad parameters are 400s in the API's error shape.
+#[tokio::test]
+async fn the_api_serves_signed_chained_bundles_as_archives() {
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Request, StatusCode};
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, rules) = demo_store(dir.path()).await;
+    let signer = Arc::new(report::Signer::in_dir(&dir.path().join("evidence")).expect("signer"));
+    let state = cairn_api::AppState {
+        store: Arc::new(store),
+        rules: Arc::new(rules),
+        evidence: Some(signer.clone()),
+    };
+    let get = |uri: &str| {
+        let state = state.clone();
+        let uri = uri.to_string();
+        async move {
+            let r = cairn_api::app(state)
+                .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+                .await
+                .expect("response");
+            let status = r.status();
+            let headers = r.headers().clone();
+            let body = to_bytes(r.into_body(), 1 << 26).await.expect("body");
+            (status, headers, body)
+        }
+    };
+
+    let mut bundles = Vec::new();
+    for n in 0..2 {
+        let (status, headers, body) =
+            get("/api/v1/reports/evidence?framework=cis-aws&from=2000-01-01").await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(headers["content-type"], "application/x-tar");
+        let sha = headers["x-cairn-manifest-sha256"]
+            .to_str()
+            .expect("header")
+            .to_string();
+        let into = dir.path().join(format!("unpacked{n}"));
+        std::fs::create_dir_all(&into).expect("folder");
+        tar::Archive::new(body.as_ref())
+            .unpack(&into)
+            .expect("a tar archive");
+        let bundle = std::fs::read_dir(&into)
+            .expect("unpacked")
+            .next()
+            .expect("one folder")
+            .expect("entry")
+            .path();
+        bundles.push((bundle, sha));
+    }
+    let (first, first_sha) = &bundles[0];
+    let (second, _) = &bundles[1];
+    let key = signer.verifying_key();
+    let v = report::verify(first, None, Some(&key));
+    assert!(v.is_intact(), "{:?}", v.problems);
+    assert_eq!(v.files_ok, 5);
+    assert_eq!(
+        read_manifest(second).previous.as_deref(),
+        Some(first_sha.as_str())
+    );
+    let v = report::verify(second, Some(first), Some(&key));
+    assert!(v.is_intact(), "{:?}", v.problems);
+
+    for bad in [
+        "/api/v1/reports/evidence?framework=sox",
+        "/api/v1/reports/evidence?framework=cis-aws&from=yesterday",
+        "/api/v1/reports/evidence?framework=cis-aws&from=2026-02-01&to=2026-01-01",
+        "/api/v1/reports/evidence",
+    ] {
+        let (status, _, body) = get(bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON error");
+        assert_eq!(json["error"]["status"], 400, "{bad}: {json}");
+    }
+}

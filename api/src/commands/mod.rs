@@ -140,7 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let addr = listen
                 .or(setup.config.api.listen)
                 .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
-            serve(store, rules, addr).await?;
+            serve(store, rules, addr, &setup.data_dir.join("evidence")).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { listen, once } => {
@@ -534,7 +534,9 @@ async fn serve(
     store: Arc<dyn Store>,
     rules: RuleSet,
     addr: std::net::SocketAddr,
+    evidence_dir: &Path,
 ) -> anyhow::Result<()> {
+    let evidence = cairn_api::report::Signer::in_dir(evidence_dir)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -543,6 +545,7 @@ async fn serve(
     let state = AppState {
         store,
         rules: Arc::new(rules),
+        evidence: Some(Arc::new(evidence)),
     };
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {

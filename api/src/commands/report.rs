@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
-use cairn_api::report::{self, Chain, EvidenceRequest, Framework};
+use cairn_api::report::{self, EvidenceRequest, Framework, Signer};
 use cairn_correlate::Store;
 use cairn_rules::RuleSet;
 
@@ -15,15 +15,8 @@ pub fn default_key(data_dir: &Path) -> PathBuf {
     data_dir.join("evidence/signing.key")
 }
 
-/// A date (`2026-11-01`, midnight UTC) or an RFC 3339 time.
-pub fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").with_context(|| {
-        format!("`{s}` is neither a date (2026-11-01) nor an RFC 3339 time (2026-11-01T00:00:00Z)")
-    })?;
-    Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    report::parse_time(s).map_err(anyhow::Error::msg)
 }
 
 /// What `cairn report evidence` was asked.
@@ -60,11 +53,8 @@ pub async fn evidence(
         bail!("--from {f} is not before --to {t}");
     }
     let key_path = key.map_or_else(|| default_key(data_dir), Path::to_path_buf);
-    let signing = report::load_or_create_key(&key_path)?;
-    let chain = Chain::new(data_dir.join("evidence/chain"));
-    let (manifest, sha) =
-        report::build(store, rules, &request, out, &signing, chain.last()?).await?;
-    chain.advance(&sha)?;
+    let signer = Signer::open(&key_path, data_dir.join("evidence/chain"))?;
+    let (manifest, sha) = signer.report(store, rules, &request, out).await?;
     println!(
         "Wrote {} evidence for {} to {}: {} files, manifest SHA-256 {sha}, signed by {} ({}){}",
         framework.title(),

@@ -91,3 +91,47 @@ impl Chain {
         std::fs::rename(&tmp, &self.path).map_err(ReportError::io(&self.path))
     }
 }
+
+/// The server's and the CLI's way to make reports: one key, one chain, one report at a time
+/// (two at once would both name the same previous report and fork the chain).
+pub struct Signer {
+    key: SigningKey,
+    chain: Chain,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Signer {
+    /// The key in `key` (made on first use) and the chain in `chain`.
+    pub fn open(key: &Path, chain: impl Into<PathBuf>) -> Result<Signer, ReportError> {
+        Ok(Signer {
+            key: load_or_create_key(key)?,
+            chain: Chain::new(chain),
+            turn: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// `signing.key` and `chain` in `dir`.
+    pub fn in_dir(dir: &Path) -> Result<Signer, ReportError> {
+        Signer::open(&dir.join("signing.key"), dir.join("chain"))
+    }
+
+    /// The public key reports are signed with.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// Writes the bundle for `request` into `out`, chained to the last report, and makes it
+    /// the last report. Returns its manifest and the SHA-256 of `manifest.json`.
+    pub async fn report(
+        &self,
+        store: &dyn cairn_correlate::Store,
+        rules: &cairn_rules::RuleSet,
+        request: &super::EvidenceRequest,
+        out: &Path,
+    ) -> Result<(super::Manifest, String), ReportError> {
+        let _turn = self.turn.lock().await;
+        let made = super::build(store, rules, request, out, &self.key, self.chain.last()?).await?;
+        self.chain.advance(&made.1)?;
+        Ok(made)
+    }
+}

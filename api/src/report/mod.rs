@@ -15,7 +15,7 @@ mod keys;
 mod verify;
 
 pub use build::{EvidenceRequest, build};
-pub use keys::{Chain, load_or_create_key, public_key_hex};
+pub use keys::{Chain, Signer, load_or_create_key, public_key_hex};
 pub use verify::{Problem, Verification, verify};
 
 use serde::{Deserialize, Serialize};
@@ -187,4 +187,50 @@ impl Manifest {
         // A struct of strings and lists always serializes.
         serde_json::to_vec(&unsigned).unwrap_or_default()
     }
+}
+
+/// A date (`2026-11-01`, midnight UTC) or an RFC 3339 time.
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            format!(
+                "`{s}` is neither a date (2026-11-01) nor an RFC 3339 time (2026-11-01T00:00:00Z)"
+            )
+        })
+}
+
+/// The bundle in `dir` as a tar archive whose entries sit under `name/`, in manifest order
+/// with the manifest last.
+pub fn archive(dir: &std::path::Path, name: &str) -> Result<Vec<u8>, ReportError> {
+    let manifest: Manifest = serde_json::from_slice(
+        &std::fs::read(dir.join(MANIFEST)).map_err(ReportError::io(&dir.join(MANIFEST)))?,
+    )
+    .map_err(|err| ReportError::Json {
+        what: MANIFEST.into(),
+        err,
+    })?;
+    let mut tar = tar::Builder::new(Vec::new());
+    let names = manifest
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .chain(std::iter::once(MANIFEST));
+    for file in names {
+        let path = dir.join(file);
+        let bytes = std::fs::read(&path).map_err(ReportError::io(&path))?;
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(chrono::Utc::now().timestamp().max(0) as u64);
+        header.set_cksum();
+        tar.append_data(&mut header, format!("{name}/{file}"), bytes.as_slice())
+            .map_err(ReportError::io(&path))?;
+    }
+    tar.into_inner().map_err(ReportError::io(dir))
 }
