@@ -463,6 +463,12 @@ fn parse_rule(t: &RuleText) -> Result<Parsed, RuleError> {
         description: file.description.trim().to_string(),
         severity,
         attack: file.attack,
+        compliance: file
+            .compliance
+            .into_iter()
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect(),
         entity: file.entity,
         window,
         partition_by: file.partition_by,

@@ -100,6 +100,8 @@ pub(crate) struct RuleFile {
     pub severity: String,
     #[serde(default)]
     pub attack: Attack,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compliance: Vec<String>,
     pub entity: EntityKind,
     pub window: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +127,10 @@ pub struct Rule {
     pub severity: Severity,
     /// ATT&CK tactics and techniques.
     pub attack: Attack,
+    /// Compliance controls the rule monitors, written as the frameworks' own references
+    /// (`NIST.800-53.r5 AC-7`, `PCI DSS v4.0/10.2.1.4`): its detections are evidence for them in
+    /// evidence reports.
+    pub compliance: Vec<String>,
     /// What `entity_key` denotes.
     pub entity: EntityKind,
     /// How far apart the steps may be; also the width of the detection's time bucket.
@@ -161,6 +167,7 @@ impl Rule {
             description: self.description.clone(),
             severity: self.severity.caption().to_lowercase(),
             attack: self.attack.clone(),
+            compliance: self.compliance.clone(),
             entity: self.entity,
             window: format!("{}s", self.window.as_secs()),
             partition_by: self.partition_by.clone(),

@@ -405,3 +405,72 @@ async fn the_api_serves_signed_chained_bundles_as_archives() {
         assert_eq!(json["error"]["status"], 400, "{bad}: {json}");
     }
 }
+
+/// Controls that rules monitor: a NIST SP 800-53 bundle of the demo holds the detections of the
+/// pack's rules tagged with its controls (account management, unsuccessful logons), and the
+/// incidents that hold them.
+#[tokio::test]
+async fn detections_of_rules_tagged_with_a_control_are_its_evidence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, rules) = demo_store(dir.path()).await;
+    let signer = report::Signer::in_dir(&dir.path().join("evidence")).expect("signer");
+    let out = dir.path().join("nist");
+    let request = EvidenceRequest {
+        framework: Framework::Nist80053,
+        from: None,
+        to: None,
+    };
+    signer
+        .report(&store, &rules, &request, &out)
+        .await
+        .expect("bundle");
+    let controls: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join("controls.json")).expect("controls"))
+            .expect("json");
+    let control = |id: &str| {
+        controls
+            .iter()
+            .find(|c| c["control"] == id)
+            .unwrap_or_else(|| panic!("{id} missing from {controls:#?}"))
+    };
+    let ac2 = control("NIST.800-53.r5 AC-2(4)");
+    assert_eq!(ac2["status"], "DETECTED");
+    let rule_ids: Vec<&str> = ac2["detections"]
+        .as_array()
+        .expect("detections")
+        .iter()
+        .filter_map(|d| d["rule_id"].as_str())
+        .collect();
+    assert!(
+        rule_ids.contains(&"cairn.ad.account_created"),
+        "{rule_ids:?}"
+    );
+    let ac7 = control("NIST.800-53.r5 AC-7");
+    assert_eq!(
+        ac7["detections"][0]["rule_id"],
+        "cairn.ad.bruteforce_then_logon"
+    );
+    let incidents: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join("incidents.json")).expect("incidents"))
+            .expect("json");
+    let ids: Vec<&str> = incidents
+        .iter()
+        .filter_map(|i| i["incident"]["id"].as_str())
+        .collect();
+    for c in [ac2, ac7] {
+        for i in c["incidents"].as_array().expect("incidents") {
+            assert!(
+                ids.contains(&i.as_str().expect("id")),
+                "{i} not in incidents.json"
+            );
+        }
+    }
+    // Nothing of another framework's controls.
+    assert!(controls.iter().all(|c| {
+        c["control"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("NIST.800-53"))
+    }));
+    let v = report::verify(&out, None, Some(&signer.verifying_key()));
+    assert!(v.is_intact(), "{:?}", v.problems);
+}

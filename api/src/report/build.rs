@@ -60,8 +60,21 @@ pub(crate) struct ControlEvidence {
     pub checks: BTreeMap<String, usize>,
     /// Every check in time order: when, which finding and resource, and its status.
     pub history: Vec<ControlCheck>,
+    /// Detections of rules that monitor it (a rule's `compliance` list), by first sighting.
+    pub detections: Vec<ControlDetection>,
     /// Incidents that bear on it (ids).
     pub incidents: Vec<String>,
+}
+
+/// A detection of a rule that monitors a control.
+#[derive(Debug, Serialize)]
+pub(crate) struct ControlDetection {
+    pub detection_id: String,
+    pub rule_id: String,
+    pub title: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub incident_id: String,
 }
 
 /// One check of a control.
@@ -71,6 +84,19 @@ pub(crate) struct ControlCheck {
     pub finding_uid: String,
     pub resource_uid: Option<String>,
     pub status: String,
+}
+
+impl ControlEvidence {
+    fn new(control: &str) -> ControlEvidence {
+        ControlEvidence {
+            control: control.to_string(),
+            status: String::new(),
+            checks: BTreeMap::new(),
+            history: Vec::new(),
+            detections: Vec::new(),
+            incidents: Vec::new(),
+        }
+    }
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -141,12 +167,36 @@ pub async fn build(
         .collect();
     let uids: BTreeSet<&str> = findings.iter().map(|f| f.finding_uid.as_str()).collect();
 
-    // Incidents whose detections cite one of these findings.
+    // Incidents whose detections cite one of these findings, or come from a rule that
+    // monitors one of the framework's controls.
     let mut incidents_of: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut monitored: BTreeMap<String, Vec<ControlDetection>> = BTreeMap::new();
     let mut bearing = Vec::new();
+    let in_period =
+        |t: DateTime<Utc>| request.from.is_none_or(|f| t >= f) && request.to.is_none_or(|e| t < e);
     for detail in incidents(store, request.from).await? {
         let mut cited = false;
         for d in &detail.detections {
+            let controls = rules
+                .get(&d.rule_id)
+                .map(|r| r.compliance.as_slice())
+                .unwrap_or_default();
+            for c in controls.iter().filter(|c| framework.covers(c)) {
+                if in_period(d.first_seen) {
+                    monitored
+                        .entry(c.clone())
+                        .or_default()
+                        .push(ControlDetection {
+                            detection_id: d.id.clone(),
+                            rule_id: d.rule_id.clone(),
+                            title: d.title.clone(),
+                            first_seen: rfc3339(d.first_seen),
+                            last_seen: rfc3339(d.last_seen),
+                            incident_id: detail.incident.id.clone(),
+                        });
+                    cited = true;
+                }
+            }
             for uid in &d.finding_uids {
                 if let Some(u) = uids.get(uid.as_str()) {
                     incidents_of
@@ -179,13 +229,7 @@ pub async fn build(
         for c in &mine {
             let e = controls
                 .entry(c.clone())
-                .or_insert_with(|| ControlEvidence {
-                    control: c.clone(),
-                    status: String::new(),
-                    checks: BTreeMap::new(),
-                    history: Vec::new(),
-                    incidents: Vec::new(),
-                });
+                .or_insert_with(|| ControlEvidence::new(c));
             let s = status.clone().unwrap_or_else(|| "UNKNOWN".into());
             *e.checks.entry(s.clone()).or_default() += 1;
             e.history.push(ControlCheck {
@@ -213,7 +257,23 @@ pub async fn build(
                 .unwrap_or_else(|_| serde_json::Value::String(f.raw.clone())),
         });
     }
+    for (control, detections) in monitored {
+        let e = controls
+            .entry(control.clone())
+            .or_insert_with(|| ControlEvidence::new(&control));
+        e.incidents
+            .extend(detections.iter().map(|d| d.incident_id.clone()));
+        e.detections = detections;
+    }
     for c in controls.values_mut() {
+        c.detections.sort_by(|a, b| {
+            (&a.first_seen, &a.detection_id).cmp(&(&b.first_seen, &b.detection_id))
+        });
+        c.detections
+            .dedup_by(|a, b| a.detection_id == b.detection_id);
+        if !c.detections.is_empty() {
+            c.checks.insert("DETECTED".into(), c.detections.len());
+        }
         c.history
             .sort_by(|a, b| (&a.time, &a.finding_uid).cmp(&(&b.time, &b.finding_uid)));
         c.incidents.sort();
@@ -226,12 +286,15 @@ pub async fn build(
                 &h.status,
             );
         }
+        // Without configuration checks, a monitored control's status is what its rules saw.
         c.status = if latest.values().any(|s| *s == "FAILED") {
             "FAILED".into()
+        } else if let Some(h) = c.history.last() {
+            h.status.clone()
+        } else if !c.detections.is_empty() {
+            "DETECTED".into()
         } else {
-            c.history
-                .last()
-                .map_or_else(|| "UNKNOWN".into(), |h| h.status.clone())
+            "UNKNOWN".into()
         };
     }
 

@@ -416,6 +416,7 @@ fn rule_from(m: Meta<'_>, entity: EntityKind, window: Duration, sql: String) -> 
             .and_then(Severity::parse_label)
             .unwrap_or(Severity::Medium),
         attack: attack_from_tags(m.tags),
+        compliance: Vec::new(),
         entity,
         window,
         partition_by: None,
