@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod report;
 pub mod routes;
 

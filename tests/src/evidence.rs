@@ -13,7 +13,7 @@ use cairn_rules::RuleSet;
 
 use crate::{repo_root, run, stdout};
 
-async fn demo_store(dir: &Path) -> (SqliteStore, RuleSet) {
+pub(crate) async fn demo_store(dir: &Path) -> (SqliteStore, RuleSet) {
     let store = SqliteStore::open(&dir.join("cairn.db"))
         .await
         .expect("store");

@@ -25,6 +25,8 @@ mod directories;
 mod evidence;
 pub mod fakes;
 #[cfg(test)]
+mod forward;
+#[cfg(test)]
 mod hunt;
 #[cfg(test)]
 mod identity;

@@ -301,6 +301,37 @@ pub struct StoreCounts {
     pub incidents: i64,
 }
 
+/// An incident change waiting in the outbox for the sinks (SIEM forwarders).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxEvent {
+    /// Position in the outbox (delivery order).
+    pub seq: i64,
+    /// Stable id: the SHA-256 of the incident state it carries, so a receiver can drop a
+    /// redelivery.
+    pub event_id: String,
+    /// The incident.
+    pub incident_id: String,
+    /// The incident's severity id at that state.
+    pub severity_id: i32,
+    /// The incident at that state (an [`Incident`] as JSON, entities included).
+    pub payload: serde_json::Value,
+    /// When the change was committed.
+    pub created_at: DateTime<Utc>,
+    /// Delivery attempts to this sink so far.
+    pub attempts: i64,
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The receiver acknowledged it.
+    Delivered,
+    /// Try again at this time (the receiver was down, busy or asked to wait).
+    RetryAt(DateTime<Utc>, String),
+    /// The receiver refused it for good (the event is kept, marked with the reason).
+    Rejected(String),
+}
+
 /// Persistent state of Cairn. See the module docs for the guarantees.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -382,4 +413,17 @@ pub trait Store: Send + Sync {
     async fn dead_letters(&self, limit: usize) -> Result<Vec<StoredDeadLetter>>;
     /// Row counts.
     async fn counts(&self) -> Result<StoreCounts>;
+    /// Outbox events not yet delivered to (nor rejected by) `sink` whose next attempt is due at
+    /// `now`, oldest first.
+    async fn outbox_pending(
+        &self,
+        sink: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>>;
+    /// Records what became of delivering these events to `sink`.
+    async fn outbox_record(&self, sink: &str, outcomes: &[(String, DeliveryOutcome)])
+    -> Result<()>;
+    /// Events `sink` has not had delivered or rejected yet (the outbox depth).
+    async fn outbox_depth(&self, sink: &str) -> Result<i64>;
 }

@@ -19,9 +19,9 @@ use sqlx::{AssertSqlSafe, Row};
 use cairn_ingest::{DeadLetter, DirectoryObject, Finding, Page, Severity};
 
 use super::{
-    CorrelationChanges, Detection, Entity, IdentityExplanation, IdentityUpdate, Incident,
-    IncidentDetail, IncidentFilter, IncidentPage, IncidentStatus, MergeReason, PageStats,
-    PendingWriteBack, Store, StoreCounts, StoredDeadLetter,
+    CorrelationChanges, DeliveryOutcome, Detection, Entity, IdentityExplanation, IdentityUpdate,
+    Incident, IncidentDetail, IncidentFilter, IncidentPage, IncidentStatus, MergeReason,
+    OutboxEvent, PageStats, PendingWriteBack, Store, StoreCounts, StoredDeadLetter,
 };
 use crate::archive::FindingsArchive;
 use crate::error::{CorrelateError, Result};
@@ -411,11 +411,159 @@ const COUNTS: &str = "detection_count = (SELECT count(*) FROM detections WHERE i
                OR (SELECT count(*) FROM json_each(incidents.tactics)) >= 3 \
              THEN 1 ELSE 0 END), severity_id)";
 
+/// Writes the current state of incident `id` to the outbox, in the transaction that changed
+/// it. The event id is the SHA-256 of that state (without `updated_at`), so writing the same
+/// state twice adds nothing.
+async fn outbox_incident(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    id: &str,
+    now: i64,
+) -> Result<()> {
+    let ctx = "writing the outbox";
+    let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?");
+    let Some(row) = sqlx::query(AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(CorrelateError::storage(ctx))?
+    else {
+        return Ok(());
+    };
+    let mut inc = incident_from_row(&row)?;
+    inc.entities = sqlx::query(
+        "SELECT kind, value FROM incident_entities WHERE incident_id = ? ORDER BY kind, value",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(CorrelateError::storage(ctx))?
+    .iter()
+    .map(|r| {
+        Ok(Entity {
+            kind: r.try_get("kind")?,
+            value: r.try_get("value")?,
+        })
+    })
+    .collect::<std::result::Result<_, sqlx::Error>>()
+    .map_err(CorrelateError::storage(ctx))?;
+    let state = Incident {
+        updated_at: inc.created_at,
+        ..inc.clone()
+    };
+    let event_id = hex::encode(Sha256::digest(to_json(&state).as_bytes()));
+    sqlx::query(
+        "INSERT INTO outbox (event_id, incident_id, severity_id, payload, created_at) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&event_id)
+    .bind(id)
+    .bind(inc.severity_id)
+    .bind(to_json(&inc))
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(CorrelateError::storage(ctx))?;
+    Ok(())
+}
+
 const INCIDENT_COLUMNS: &str = "id, number, title, status, severity_id, first_seen, last_seen, \
     created_at, updated_at, tactics, techniques, sources, detection_count, finding_count, merged_into";
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn outbox_pending(
+        &self,
+        sink: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>> {
+        let rows = sqlx::query(
+            "SELECT o.seq, o.event_id, o.incident_id, o.severity_id, o.payload, o.created_at, \
+               coalesce(d.attempts, 0) AS attempts \
+             FROM outbox o LEFT JOIN outbox_deliveries d ON d.event_id = o.event_id AND d.sink = ? \
+             WHERE d.delivered_at IS NULL AND d.rejected IS NULL \
+               AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?) \
+             ORDER BY o.seq LIMIT ?",
+        )
+        .bind(sink)
+        .bind(ms(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage(format!(
+            "reading the outbox of {sink}"
+        )))?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEvent {
+                    seq: get(r, "seq")?,
+                    event_id: get(r, "event_id")?,
+                    incident_id: get(r, "incident_id")?,
+                    severity_id: get(r, "severity_id")?,
+                    payload: from_json("outbox payload", &get::<String>(r, "payload")?)?,
+                    created_at: from_ms(get(r, "created_at")?)?,
+                    attempts: get(r, "attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_record(
+        &self,
+        sink: &str,
+        outcomes: &[(String, DeliveryOutcome)],
+    ) -> Result<()> {
+        let ctx = format!("recording deliveries to {sink}");
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(CorrelateError::storage(ctx.clone()))?;
+        let now = ms(Utc::now());
+        for (event_id, outcome) in outcomes {
+            let (next, delivered, rejected, error) = match outcome {
+                DeliveryOutcome::Delivered => (None, Some(now), None, None),
+                DeliveryOutcome::RetryAt(at, why) => {
+                    (Some(ms(*at)), None, None, Some(why.as_str()))
+                }
+                DeliveryOutcome::Rejected(why) => {
+                    (None, None, Some(why.as_str()), Some(why.as_str()))
+                }
+            };
+            sqlx::query(
+                "INSERT INTO outbox_deliveries (event_id, sink, attempts, next_attempt_at, delivered_at, rejected, last_error) \
+                 VALUES (?, ?, 1, ?, ?, ?, ?) \
+                 ON CONFLICT (event_id, sink) DO UPDATE SET attempts = attempts + 1, \
+                   next_attempt_at = excluded.next_attempt_at, delivered_at = excluded.delivered_at, \
+                   rejected = excluded.rejected, last_error = coalesce(excluded.last_error, last_error)",
+            )
+            .bind(event_id)
+            .bind(sink)
+            .bind(next)
+            .bind(delivered)
+            .bind(rejected)
+            .bind(error)
+            .execute(&mut *tx)
+            .await
+            .map_err(CorrelateError::storage(ctx.clone()))?;
+        }
+        tx.commit().await.map_err(CorrelateError::storage(ctx))
+    }
+
+    async fn outbox_depth(&self, sink: &str) -> Result<i64> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM outbox o LEFT JOIN outbox_deliveries d \
+               ON d.event_id = o.event_id AND d.sink = ? \
+             WHERE d.delivered_at IS NULL AND d.rejected IS NULL",
+        )
+        .bind(sink)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(CorrelateError::storage(format!(
+            "counting the outbox of {sink}"
+        )))
+    }
+
     async fn commit_page(&self, source_id: &str, page: &Page) -> Result<PageStats> {
         let ctx = || format!("committing a page of source {source_id}");
         let mut tx = self
@@ -1039,7 +1187,7 @@ impl Store for SqliteStore {
             .map(|i| &i.id)
             .chain(changes.merged.iter().map(|(a, _)| a))
             .collect();
-        for id in recount {
+        for id in &recount {
             sqlx::query(AssertSqlSafe(format!(
                 "UPDATE incidents SET {COUNTS} WHERE id = ?"
             )))
@@ -1047,6 +1195,10 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(CorrelateError::storage(ctx))?;
+        }
+        // The changes go out through the outbox, committed with them.
+        for id in recount {
+            outbox_incident(&mut tx, id, now).await?;
         }
         for r in &changes.reasons {
             sqlx::query(
@@ -1150,18 +1302,29 @@ impl Store for SqliteStore {
     }
 
     async fn set_incident_status(&self, id: &str, status: IncidentStatus) -> Result<bool> {
+        let ctx = format!("setting the status of incident {id}");
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(CorrelateError::storage(ctx.clone()))?;
+        let now = ms(Utc::now());
         let done = sqlx::query(
             "UPDATE incidents SET status = ?, updated_at = ? WHERE id = ? AND merged_into IS NULL",
         )
         .bind(status.as_str())
-        .bind(ms(Utc::now()))
+        .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(CorrelateError::storage(format!(
-            "setting the status of incident {id}"
-        )))?;
-        Ok(done.rows_affected() == 1)
+        .map_err(CorrelateError::storage(ctx.clone()))?;
+        let changed = done.rows_affected() == 1;
+        if changed {
+            // SIEMs hear of an analyst's decision as of any other change.
+            outbox_incident(&mut tx, id, now).await?;
+        }
+        tx.commit().await.map_err(CorrelateError::storage(ctx))?;
+        Ok(changed)
     }
 
     async fn incident_id_by_number(&self, number: i64) -> Result<Option<String>> {

@@ -1,0 +1,292 @@
+//! Forwarding: the outbox is written with the incidents it describes; a webhook receiver that
+//! is down, then fails, throttles (`Retry-After`) and loses an acknowledgement still gets
+//! every event, each signed, redeliveries under the same id; a syslog receiver gets every
+//! event as RFC 5424 + CEF with octet counting.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+
+use cairn_api::forward::syslog::SyslogSink;
+use cairn_api::forward::webhook::{self, WebhookSink};
+use cairn_api::forward::{Backoff, SinkFilter, forward_once};
+use cairn_correlate::{CorrelateConfig, SqliteStore, Store, run_pass};
+use cairn_rules::RuleSet;
+
+use crate::evidence::demo_store;
+
+const SECRET: &[u8] = b"shared-secret";
+
+/// Every event id in the outbox (a sink that never received anything sees them all pending).
+async fn all_event_ids(store: &SqliteStore) -> BTreeSet<String> {
+    store
+        .outbox_pending("never-used", chrono::Utc::now(), 100_000)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_outbox_is_written_with_the_incidents_and_only_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, rules): (SqliteStore, RuleSet) = demo_store(dir.path()).await;
+    let open = store.open_incidents().await.expect("incidents");
+    let ids = all_event_ids(&store).await;
+    assert!(
+        ids.len() >= open.len() && !open.is_empty(),
+        "{} events, {} incidents",
+        ids.len(),
+        open.len()
+    );
+    let events = store
+        .outbox_pending("never-used", chrono::Utc::now(), 1000)
+        .await
+        .expect("outbox");
+    for i in &open {
+        assert!(
+            events.iter().any(|e| e.incident_id == i.id),
+            "no event for {}",
+            i.id
+        );
+    }
+    // A pass that changes nothing writes nothing.
+    run_pass(&store, &rules, &CorrelateConfig::default())
+        .await
+        .expect("pass");
+    assert_eq!(all_event_ids(&store).await, ids);
+}
+
+/// What the test receiver saw.
+#[derive(Default)]
+struct Received {
+    requests: usize,
+    /// Event ids of requests answered 2xx or not, with valid signatures.
+    ids: Vec<String>,
+    bad_signatures: usize,
+}
+
+async fn receive(
+    State(seen): State<Arc<Mutex<Received>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let mut seen = seen.lock().expect("lock");
+    seen.requests += 1;
+    let signed = headers
+        .get(webhook::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|s| s == webhook::signature(SECRET, &body));
+    if !signed {
+        seen.bad_signatures += 1;
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let id = headers
+        .get(webhook::EVENT_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    assert_eq!(json["event_id"], id.as_str());
+    match seen.requests {
+        1 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        2 => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "120")]).into_response(),
+        3 => {
+            // Taken in, but the acknowledgement is lost: Cairn must send it again.
+            seen.ids.push(id);
+            StatusCode::BAD_GATEWAY.into_response()
+        }
+        _ => {
+            seen.ids.push(id);
+            StatusCode::NO_CONTENT.into_response()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_that_is_down_then_flaky_gets_every_event_signed_and_redeliveries_keep_their_id()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = demo_store(dir.path()).await;
+    let want = all_event_ids(&store).await;
+
+    // A port with nothing listening: the receiver is down.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let addr = probe.local_addr().expect("addr");
+    drop(probe);
+    let sink = WebhookSink::new(
+        "siem-webhook",
+        &format!("http://{addr}/cairn"),
+        SECRET,
+        Duration::from_secs(5),
+    )
+    .expect("sink");
+    let filter = SinkFilter::default();
+    let backoff = Backoff::default();
+    let mut now = chrono::Utc::now();
+    let down = forward_once(&store, &sink, &filter, &backoff, now, 100)
+        .await
+        .expect("forward");
+    assert_eq!((down.delivered, down.retried), (0, want.len()));
+    assert_eq!(
+        down.depth,
+        want.len() as i64,
+        "nothing is lost while the receiver is down"
+    );
+    // Nothing is due again before the backoff.
+    let early = forward_once(&store, &sink, &filter, &backoff, now, 100)
+        .await
+        .expect("forward");
+    assert_eq!(early.delivered + early.retried, 0);
+
+    let seen = Arc::new(Mutex::new(Received::default()));
+    let app = axum::Router::new()
+        .route("/cairn", axum::routing::post(receive))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("the receiver returns");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut rounds = 0;
+    loop {
+        now += chrono::Duration::minutes(10);
+        let r = forward_once(&store, &sink, &filter, &backoff, now, 100)
+            .await
+            .expect("forward");
+        rounds += 1;
+        if r.depth == 0 || rounds > 30 {
+            break;
+        }
+    }
+    assert_eq!(
+        store.outbox_depth("siem-webhook").await.expect("depth"),
+        0,
+        "undelivered = 0"
+    );
+    let seen = seen.lock().expect("lock");
+    assert_eq!(seen.bad_signatures, 0);
+    let got: BTreeSet<String> = seen.ids.iter().cloned().collect();
+    assert_eq!(got, want, "every event delivered, nothing else");
+    assert!(
+        seen.ids.len() > got.len(),
+        "the lost acknowledgement made a redelivery"
+    );
+    // The 429's Retry-After of 120 s was honoured: it took another 10-minute round.
+    assert!(rounds >= 3, "{rounds} rounds");
+}
+
+#[tokio::test]
+async fn a_syslog_receiver_gets_every_event_as_rfc5424_cef_with_octet_counting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = demo_store(dir.path()).await;
+    let want = all_event_ids(&store).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let addr = listener.local_addr().expect("addr");
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("a connection");
+        let mut bytes = Vec::new();
+        conn.read_to_end(&mut bytes).expect("read");
+        let text = String::from_utf8(bytes).expect("utf-8");
+        let mut messages = Vec::new();
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            let (len, after) = rest.split_once(' ').expect("octet count");
+            let len: usize = len.parse().expect("digits");
+            messages.push(after[..len].to_string());
+            rest = &after[len..];
+        }
+        messages
+    });
+    let sink = SyslogSink::new(
+        "siem-syslog",
+        &addr.to_string(),
+        "cairn-test",
+        13,
+        Duration::from_secs(5),
+    );
+    let r = forward_once(
+        &store,
+        &sink,
+        &SinkFilter::default(),
+        &Backoff::default(),
+        chrono::Utc::now(),
+        100,
+    )
+    .await
+    .expect("forward");
+    assert_eq!((r.delivered, r.depth), (want.len(), 0));
+    let messages = reader.join().expect("reader");
+    assert_eq!(messages.len(), want.len());
+    let mut got = BTreeSet::new();
+    for m in &messages {
+        assert!(m.starts_with('<') && m.contains(">1 "), "{m}");
+        assert!(
+            m.contains(" cairn-test cairn - incident - CEF:0|Cairn|Cairn|"),
+            "{m}"
+        );
+        let id = m
+            .split(" cs1=")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .expect("cs1 event id");
+        got.insert(id.to_string());
+    }
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn a_sink_filter_rejects_what_it_does_not_want_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = demo_store(dir.path()).await;
+    let events = store
+        .outbox_pending("x", chrono::Utc::now(), 1000)
+        .await
+        .expect("outbox");
+    let critical = events.iter().filter(|e| e.severity_id >= 5).count();
+    assert!(
+        critical > 0 && critical < events.len(),
+        "the demo has critical and other incidents"
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let addr = listener.local_addr().expect("addr");
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("a connection");
+        let mut s = String::new();
+        conn.read_to_string(&mut s).expect("read");
+        s
+    });
+    let sink = SyslogSink::new(
+        "critical-only",
+        &addr.to_string(),
+        "h",
+        13,
+        Duration::from_secs(5),
+    );
+    let filter = SinkFilter {
+        min_severity: 5,
+        sources: Vec::new(),
+    };
+    let r = forward_once(
+        &store,
+        &sink,
+        &filter,
+        &Backoff::default(),
+        chrono::Utc::now(),
+        1000,
+    )
+    .await
+    .expect("forward");
+    assert_eq!(r.delivered, critical);
+    assert_eq!(r.rejected, events.len() - critical);
+    assert_eq!(r.depth, 0);
+    let sent = reader.join().expect("reader");
+    assert_eq!(sent.matches("CEF:0|").count(), critical);
+}
