@@ -139,6 +139,9 @@ pub struct Config {
     /// `[sources.<id>]`.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+    /// `[forward.<name>]`: SIEM sinks.
+    #[serde(default)]
+    pub forward: BTreeMap<String, crate::forward::SinkConfig>,
 }
 
 impl Config {
@@ -190,6 +193,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cairn.example.toml");
         let config = Config::load(&path).expect("example config is valid");
         assert!(config.sources.contains_key("exports"));
+        assert!(config.forward.contains_key("qradar"));
     }
 
     #[test]

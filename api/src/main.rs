@@ -130,6 +130,17 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Deliver incidents to the SIEM sinks of the configuration file (`[forward.<name>]`)
+    /// from the store's outbox, with retries; until Ctrl-C, or with `--once` until nothing is
+    /// due.
+    Forward {
+        /// Only this sink.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Stop when nothing more is due now (exit status 3 if events wait for a retry).
+        #[arg(long)]
+        once: bool,
+    },
     /// Inspect resolved identities (one person across AD, Entra ID and AWS).
     Identity {
         #[command(subcommand)]

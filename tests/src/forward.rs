@@ -290,3 +290,91 @@ async fn a_sink_filter_rejects_what_it_does_not_want_with_the_reason() {
     let sent = reader.join().expect("reader");
     assert_eq!(sent.matches("CEF:0|").count(), critical);
 }
+
+/// `cairn forward --once` with the sinks of a configuration file: a syslog receiver gets the
+/// demo's incidents and the command exits 0; a sink whose secret is not set is refused by name;
+/// a receiver that is down leaves the events waiting and exit status 3.
+#[test]
+fn cairn_forward_delivers_the_outbox_to_the_configured_sinks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = crate::repo_root().join("api/demo/data");
+    let ingest = crate::run(dir.path(), &["ingest", demo.to_str().expect("utf-8 path")]);
+    assert!(
+        ingest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ingest.stderr)
+    );
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let addr = listener.local_addr().expect("addr");
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("a connection");
+        let mut s = String::new();
+        conn.read_to_string(&mut s).expect("read");
+        s
+    });
+    let config = dir.path().join("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[forward.siem]\ntype = \"syslog\"\naddress = \"{addr}\"\nhostname = \"cairn-ci\"\n"
+        ),
+    )
+    .expect("config");
+    let config_s = config.to_str().expect("utf-8 path");
+    let o = crate::run(dir.path(), &["--config", config_s, "forward", "--once"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        crate::stdout(&o).contains("siem: 2 delivered"),
+        "{}",
+        crate::stdout(&o)
+    );
+    let received = reader.join().expect("reader");
+    assert_eq!(
+        received.matches("CEF:0|Cairn|Cairn|").count(),
+        2,
+        "{received}"
+    );
+
+    // Nothing new: a second run sends nothing.
+    let again = crate::run(dir.path(), &["--config", config_s, "forward", "--once"]);
+    assert!(again.status.success());
+    assert!(
+        crate::stdout(&again).is_empty(),
+        "{}",
+        crate::stdout(&again)
+    );
+
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let down = probe.local_addr().expect("addr");
+    drop(probe);
+    std::fs::write(
+        &config,
+        format!(
+            "[forward.siem]\ntype = \"syslog\"\naddress = \"{addr}\"\n\n\
+             [forward.backup]\ntype = \"syslog\"\naddress = \"{down}\"\n\n\
+             [forward.hook]\ntype = \"webhook\"\nurl = \"http://{down}/\"\nsecret_env = \"CAIRN_TEST_UNSET_SECRET\"\n"
+        ),
+    )
+    .expect("config");
+    let o = crate::run(dir.path(), &["--config", config_s, "forward", "--once"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("CAIRN_TEST_UNSET_SECRET"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = crate::run(
+        dir.path(),
+        &[
+            "--config", config_s, "forward", "--once", "--sink", "backup",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("backup: 2 events wait"));
+}

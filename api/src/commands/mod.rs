@@ -2,6 +2,7 @@
 //! codes.
 
 mod demo;
+mod forward;
 mod hunt;
 mod identity;
 mod report;
@@ -203,6 +204,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let store = open_store(&store_path).await?;
             identity::show(store.as_ref(), &name, json).await
+        }
+        Command::Forward { sink, once } => {
+            let store = open_store(&store_path).await?;
+            forward::run(store.as_ref(), &setup.config.forward, sink.as_deref(), once).await
         }
         Command::Report {
             command:

@@ -113,6 +113,114 @@ impl Backoff {
     }
 }
 
+/// `[forward.<name>]` in the configuration file: one sink.
+///
+/// ```toml
+/// [forward.siem]
+/// type = "webhook"
+/// url = "https://siem.example/cairn"
+/// secret_env = "CAIRN_WEBHOOK_SECRET"   # the secret itself never sits in the file
+/// min_severity = "high"
+///
+/// [forward.qradar]
+/// type = "syslog"
+/// address = "qradar.example:6514"
+/// sources = ["aws.securityhub", "ad.windows"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// [`webhook::WebhookSink`].
+    Webhook {
+        /// Where to POST.
+        url: String,
+        /// The environment variable holding the HMAC secret.
+        secret_env: String,
+        /// Per-request timeout in seconds (default 10).
+        #[serde(default)]
+        timeout_secs: Option<u64>,
+        /// Minimum incident severity (`medium`, `high`, …; default all).
+        #[serde(default)]
+        min_severity: Option<String>,
+        /// Only incidents with one of these finding sources (default all).
+        #[serde(default)]
+        sources: Vec<String>,
+    },
+    /// [`syslog::SyslogSink`].
+    Syslog {
+        /// `host:port` of the receiver (TCP).
+        address: String,
+        /// HOSTNAME of the messages (default `cairn`).
+        #[serde(default)]
+        hostname: Option<String>,
+        /// Syslog facility 0–23 (default 13, log audit).
+        #[serde(default)]
+        facility: Option<u8>,
+        /// Minimum incident severity (default all).
+        #[serde(default)]
+        min_severity: Option<String>,
+        /// Only incidents with one of these finding sources (default all).
+        #[serde(default)]
+        sources: Vec<String>,
+    },
+}
+
+impl SinkConfig {
+    /// The sink `name` and its filter; errors say what is wrong with which setting.
+    pub fn build(&self, name: &str) -> Result<(Box<dyn Sink>, SinkFilter), String> {
+        let filter = |min: &Option<String>, sources: &[String]| -> Result<SinkFilter, String> {
+            let min_severity = match min {
+                None => 0,
+                Some(s) => cairn_ingest::Severity::parse_label(s)
+                    .ok_or_else(|| format!("forward.{name}.min_severity `{s}` is not a severity"))?
+                    .id(),
+            };
+            Ok(SinkFilter {
+                min_severity,
+                sources: sources.to_vec(),
+            })
+        };
+        match self {
+            SinkConfig::Webhook {
+                url,
+                secret_env,
+                timeout_secs,
+                min_severity,
+                sources,
+            } => {
+                let secret = std::env::var(secret_env).map_err(|_| {
+                    format!("forward.{name}: the environment variable {secret_env} (the webhook secret) is not set")
+                })?;
+                if secret.is_empty() {
+                    return Err(format!("forward.{name}: {secret_env} is empty"));
+                }
+                let timeout = Duration::from_secs(timeout_secs.unwrap_or(10).max(1));
+                let sink = webhook::WebhookSink::new(name, url, secret.as_bytes(), timeout)?;
+                Ok((Box::new(sink), filter(min_severity, sources)?))
+            }
+            SinkConfig::Syslog {
+                address,
+                hostname,
+                facility,
+                min_severity,
+                sources,
+            } => {
+                if facility.is_some_and(|f| f > 23) {
+                    return Err(format!("forward.{name}.facility must be 0–23"));
+                }
+                let sink = syslog::SyslogSink::new(
+                    name,
+                    address,
+                    hostname.as_deref().unwrap_or("cairn"),
+                    facility.unwrap_or(13),
+                    Duration::from_secs(10),
+                );
+                Ok((Box::new(sink), filter(min_severity, sources)?))
+            }
+        }
+    }
+}
+
 /// What one round of forwarding did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ForwardReport {
