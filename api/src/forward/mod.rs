@@ -9,10 +9,11 @@
 //! an event twice sees the same event id.
 //!
 //! One [`Sink`] per receiver kind, one module each: [`webhook`] (JSON with an HMAC-SHA256
-//! signature header) and [`syslog`] (RFC 5424 with octet-counting framing over TCP, the message
-//! in [`cef`]).
+//! signature header), [`kafka`] (idempotent producer, `acks=all`, keyed by incident) and
+//! [`syslog`] (RFC 5424 with octet-counting framing over TCP, the message in [`cef`]).
 
 pub mod cef;
+pub mod kafka;
 pub mod syslog;
 pub mod webhook;
 
@@ -146,6 +147,25 @@ pub enum SinkConfig {
         #[serde(default)]
         sources: Vec<String>,
     },
+    /// [`kafka::KafkaSink`].
+    Kafka {
+        /// `bootstrap.servers`.
+        brokers: String,
+        /// The incidents topic.
+        topic: String,
+        /// Further librdkafka settings (`security.protocol`, `sasl.mechanism`, …).
+        #[serde(default)]
+        options: std::collections::BTreeMap<String, String>,
+        /// How long to wait for the broker's acknowledgement, in seconds (default 30).
+        #[serde(default)]
+        timeout_secs: Option<u64>,
+        /// Minimum incident severity (default all).
+        #[serde(default)]
+        min_severity: Option<String>,
+        /// Only incidents with one of these finding sources (default all).
+        #[serde(default)]
+        sources: Vec<String>,
+    },
     /// [`syslog::SyslogSink`].
     Syslog {
         /// `host:port` of the receiver (TCP).
@@ -196,6 +216,18 @@ impl SinkConfig {
                 }
                 let timeout = Duration::from_secs(timeout_secs.unwrap_or(10).max(1));
                 let sink = webhook::WebhookSink::new(name, url, secret.as_bytes(), timeout)?;
+                Ok((Box::new(sink), filter(min_severity, sources)?))
+            }
+            SinkConfig::Kafka {
+                brokers,
+                topic,
+                options,
+                timeout_secs,
+                min_severity,
+                sources,
+            } => {
+                let timeout = Duration::from_secs(timeout_secs.unwrap_or(30).max(1));
+                let sink = kafka::KafkaSink::new(name, brokers, topic, options, timeout)?;
                 Ok((Box::new(sink), filter(min_severity, sources)?))
             }
             SinkConfig::Syslog {
