@@ -460,3 +460,143 @@ async fn a_kafka_topic_gets_every_event_keyed_by_incident_after_the_broker_retur
     assert_eq!(keys, incidents);
     assert_eq!(got.len(), want.len(), "no duplicates");
 }
+
+/// What the fake Splunk collector saw.
+#[derive(Default)]
+struct Hec {
+    requests: u64,
+    /// Event ids per `ackId` handed out.
+    batches: std::collections::BTreeMap<u64, Vec<String>>,
+    /// `ackId`s reported indexed.
+    indexed: BTreeSet<u64>,
+    unauthorized: usize,
+}
+
+async fn hec_event(
+    State(hec): State<Arc<Mutex<Hec>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let n = {
+        let mut h = hec.lock().expect("lock");
+        h.requests += 1;
+        let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+            == Some("Splunk test-token")
+            && headers.contains_key("x-splunk-request-channel");
+        if !authorized {
+            h.unauthorized += 1;
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        h.requests
+    };
+    match n {
+        1 => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{\"text\":\"Server is busy\",\"code\":9}",
+            )
+                .into_response();
+        }
+        2 => return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "30")]).into_response(),
+        // Slower than the client's timeout.
+        3 => tokio::time::sleep(Duration::from_secs(3)).await,
+        _ => {}
+    }
+    let ids: Vec<String> = String::from_utf8_lossy(&body)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("one JSON event per line");
+            assert_eq!(v["sourcetype"], "cairn:incident");
+            v["event"]["event_id"]
+                .as_str()
+                .expect("event id")
+                .to_string()
+        })
+        .collect();
+    hec.lock().expect("lock").batches.insert(n, ids);
+    axum::Json(serde_json::json!({"text": "Success", "code": 0, "ackId": n})).into_response()
+}
+
+async fn hec_ack(State(hec): State<Arc<Mutex<Hec>>>, body: Bytes) -> axum::response::Response {
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let mut h = hec.lock().expect("lock");
+    let mut acks = serde_json::Map::new();
+    for id in v["acks"].as_array().expect("acks") {
+        let id = id.as_u64().expect("ack id");
+        // The 4th request's acknowledgement never comes.
+        let done = id != 4 && h.batches.contains_key(&id);
+        if done {
+            h.indexed.insert(id);
+        }
+        acks.insert(id.to_string(), serde_json::Value::Bool(done));
+    }
+    axum::Json(serde_json::json!({ "acks": acks })).into_response()
+}
+
+/// Splunk HEC with indexer acknowledgement against a collector that answers 503, then 429
+/// with `Retry-After`, then too late, then takes a batch whose acknowledgement never comes:
+/// every event ends up indexed (acknowledged), the outbox empties, and the batches sent again
+/// carry the same event ids.
+#[tokio::test]
+async fn splunk_hec_delivery_counts_only_acknowledged_batches() {
+    use cairn_api::forward::hec::{HecOptions, HecSink};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = demo_store(dir.path()).await;
+    let want = all_event_ids(&store).await;
+    let hec = Arc::new(Mutex::new(Hec::default()));
+    let app = axum::Router::new()
+        .route("/services/collector/event", axum::routing::post(hec_event))
+        .route("/services/collector/ack", axum::routing::post(hec_ack))
+        .with_state(hec.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let sink = HecSink::new(
+        "splunk",
+        &format!("http://{addr}"),
+        "test-token",
+        HecOptions {
+            index: Some("security".into()),
+            ack: true,
+            timeout: Duration::from_secs(1),
+            ack_timeout: Duration::from_secs(1),
+        },
+    )
+    .expect("sink");
+    let (filter, backoff) = (SinkFilter::default(), Backoff::default());
+    let mut now = chrono::Utc::now();
+    let mut rounds = 0;
+    loop {
+        let r = forward_once(&store, &sink, &filter, &backoff, now, 100)
+            .await
+            .expect("forward");
+        rounds += 1;
+        if r.depth == 0 || rounds > 20 {
+            break;
+        }
+        now += chrono::Duration::minutes(10);
+    }
+    assert_eq!(
+        store.outbox_depth("splunk").await.expect("depth"),
+        0,
+        "undelivered = 0"
+    );
+    let h = hec.lock().expect("lock");
+    assert_eq!(h.unauthorized, 0);
+    assert_eq!(
+        h.requests, 5,
+        "503, 429, too late, unacknowledged, acknowledged"
+    );
+    let indexed: BTreeSet<String> = h
+        .indexed
+        .iter()
+        .flat_map(|id| h.batches[id].iter().cloned())
+        .collect();
+    assert_eq!(indexed, want, "every event indexed and acknowledged");
+    // The unacknowledged batch came again under the same ids.
+    assert_eq!(h.batches[&4].iter().cloned().collect::<BTreeSet<_>>(), want);
+}

@@ -9,10 +9,12 @@
 //! an event twice sees the same event id.
 //!
 //! One [`Sink`] per receiver kind, one module each: [`webhook`] (JSON with an HMAC-SHA256
-//! signature header), [`kafka`] (idempotent producer, `acks=all`, keyed by incident) and
+//! signature header), [`hec`] (Splunk HEC with indexer acknowledgement), [`kafka`]
+//! (idempotent producer, `acks=all`, keyed by incident) and
 //! [`syslog`] (RFC 5424 with octet-counting framing over TCP, the message in [`cef`]).
 
 pub mod cef;
+pub mod hec;
 pub mod kafka;
 pub mod syslog;
 pub mod webhook;
@@ -147,6 +149,31 @@ pub enum SinkConfig {
         #[serde(default)]
         sources: Vec<String>,
     },
+    /// [`hec::HecSink`].
+    SplunkHec {
+        /// The collector (`https://splunk.example:8088`).
+        url: String,
+        /// The environment variable holding the HEC token.
+        token_env: String,
+        /// Splunk index (default: the token's).
+        #[serde(default)]
+        index: Option<String>,
+        /// Wait for indexer acknowledgement (default true).
+        #[serde(default)]
+        ack: Option<bool>,
+        /// Per-request timeout in seconds (default 10).
+        #[serde(default)]
+        timeout_secs: Option<u64>,
+        /// How long to wait for an acknowledgement, in seconds (default 60).
+        #[serde(default)]
+        ack_timeout_secs: Option<u64>,
+        /// Minimum incident severity (default all).
+        #[serde(default)]
+        min_severity: Option<String>,
+        /// Only incidents with one of these finding sources (default all).
+        #[serde(default)]
+        sources: Vec<String>,
+    },
     /// [`kafka::KafkaSink`].
     Kafka {
         /// `bootstrap.servers`.
@@ -216,6 +243,31 @@ impl SinkConfig {
                 }
                 let timeout = Duration::from_secs(timeout_secs.unwrap_or(10).max(1));
                 let sink = webhook::WebhookSink::new(name, url, secret.as_bytes(), timeout)?;
+                Ok((Box::new(sink), filter(min_severity, sources)?))
+            }
+            SinkConfig::SplunkHec {
+                url,
+                token_env,
+                index,
+                ack,
+                timeout_secs,
+                ack_timeout_secs,
+                min_severity,
+                sources,
+            } => {
+                let token = std::env::var(token_env)
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        format!("forward.{name}: the environment variable {token_env} (the HEC token) is not set")
+                    })?;
+                let options = hec::HecOptions {
+                    index: index.clone(),
+                    ack: ack.unwrap_or(true),
+                    timeout: Duration::from_secs(timeout_secs.unwrap_or(10).max(1)),
+                    ack_timeout: Duration::from_secs(ack_timeout_secs.unwrap_or(60).max(1)),
+                };
+                let sink = hec::HecSink::new(name, url, &token, options)?;
                 Ok((Box::new(sink), filter(min_severity, sources)?))
             }
             SinkConfig::Kafka {
