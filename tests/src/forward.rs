@@ -600,3 +600,79 @@ async fn splunk_hec_delivery_counts_only_acknowledged_batches() {
     // The unacknowledged batch came again under the same ids.
     assert_eq!(h.batches[&4].iter().cloned().collect::<BTreeSet<_>>(), want);
 }
+
+/// `cairn forward` into moto's Security Hub: every incident becomes one ASFF finding of the
+/// account's own product (`BatchImportFindings`), carrying its event id; forwarding again sends
+/// nothing.
+#[test]
+fn incidents_are_imported_into_security_hub_as_asff_findings() {
+    let moto = crate::moto::Moto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = crate::repo_root().join("api/demo/data");
+    let ingest = crate::run(dir.path(), &["ingest", demo.to_str().expect("utf-8 path")]);
+    assert!(
+        ingest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ingest.stderr)
+    );
+    let want: BTreeSet<String> = crate::with_store(dir.path(), async |s| all_event_ids(&s).await);
+    let before = moto.findings().len();
+
+    let config = dir.path().join("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[forward.aws]\ntype = \"security_hub\"\nregion = \"us-east-1\"\naccount_id = \"123456789012\"\nendpoint_url = \"{}\"\n",
+            moto.url()
+        ),
+    )
+    .expect("config");
+    let config_s = config.to_str().expect("utf-8 path");
+    let o = crate::run(dir.path(), &["--config", config_s, "forward", "--once"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        crate::stdout(&o).contains(&format!("aws: {} delivered", want.len())),
+        "{}",
+        crate::stdout(&o)
+    );
+
+    let findings = moto.findings();
+    let cairn: Vec<&serde_json::Value> = findings
+        .iter()
+        .filter(|f| f["Id"].as_str().is_some_and(|i| i.starts_with("cairn/")))
+        .collect();
+    assert_eq!(findings.len() - before, want.len());
+    let got: BTreeSet<String> = cairn
+        .iter()
+        .filter_map(|f| {
+            f["ProductFields"]["cairn/event_id"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(got, want);
+    for f in &cairn {
+        assert_eq!(
+            f["ProductArn"],
+            "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default"
+        );
+        assert!(
+            f["Title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("[Cairn #")),
+            "{f}"
+        );
+        assert!(f["Types"].as_array().is_some_and(|t| !t.is_empty()), "{f}");
+        assert!(
+            f["Resources"].as_array().is_some_and(|r| !r.is_empty()),
+            "{f}"
+        );
+    }
+    let again = crate::run(dir.path(), &["--config", config_s, "forward", "--once"]);
+    assert!(again.status.success());
+    assert!(
+        crate::stdout(&again).is_empty(),
+        "{}",
+        crate::stdout(&again)
+    );
+}

@@ -93,6 +93,26 @@ impl Moto {
 }
 
 impl Moto {
+    /// `GetFindings` without filters (moto pages are large enough for tests).
+    pub fn findings(&self) -> Vec<Value> {
+        let (status, reply) = crate::http_request(
+            self.addr,
+            "POST",
+            "/findings",
+            &[
+                ("Content-Type", "application/json"),
+                (
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/securityhub/aws4_request, SignedHeaders=host, Signature=0",
+                ),
+            ],
+            "{\"MaxResults\": 100}",
+        );
+        assert_eq!(status, 200, "GetFindings: {reply}");
+        let reply: Value = serde_json::from_str(&reply).expect("JSON reply");
+        reply["Findings"].as_array().cloned().unwrap_or_default()
+    }
+
     /// An IAM query-protocol call (`Action=…&Version=2010-05-08&…`); returns the XML reply.
     pub fn iam(&self, action: &str, params: &[(&str, &str)]) -> String {
         let mut body = format!("Action={action}&Version=2010-05-08");

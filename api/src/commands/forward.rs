@@ -24,7 +24,7 @@ pub async fn run(
     let mut sinks: Vec<(Box<dyn Sink>, SinkFilter)> = Vec::new();
     for (name, c) in configs {
         if only.is_none_or(|o| o == name) {
-            sinks.push(c.build(name).map_err(anyhow::Error::msg)?);
+            sinks.push(c.build(name).await.map_err(anyhow::Error::msg)?);
         }
     }
     if sinks.is_empty() {

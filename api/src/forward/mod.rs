@@ -10,12 +10,14 @@
 //!
 //! One [`Sink`] per receiver kind, one module each: [`webhook`] (JSON with an HMAC-SHA256
 //! signature header), [`hec`] (Splunk HEC with indexer acknowledgement), [`kafka`]
-//! (idempotent producer, `acks=all`, keyed by incident) and
+//! (idempotent producer, `acks=all`, keyed by incident), [`securityhub`] (`BatchImportFindings`
+//! as ASFF) and
 //! [`syslog`] (RFC 5424 with octet-counting framing over TCP, the message in [`cef`]).
 
 pub mod cef;
 pub mod hec;
 pub mod kafka;
+pub mod securityhub;
 pub mod syslog;
 pub mod webhook;
 
@@ -193,6 +195,22 @@ pub enum SinkConfig {
         #[serde(default)]
         sources: Vec<String>,
     },
+    /// [`securityhub::SecurityHubSink`].
+    SecurityHub {
+        /// The Region of the Security Hub to import into.
+        region: String,
+        /// The account whose Security Hub receives the findings (12 digits).
+        account_id: String,
+        /// Endpoint override (VPC endpoints; tests).
+        #[serde(default)]
+        endpoint_url: Option<String>,
+        /// Minimum incident severity (default all).
+        #[serde(default)]
+        min_severity: Option<String>,
+        /// Only incidents with one of these finding sources (default all).
+        #[serde(default)]
+        sources: Vec<String>,
+    },
     /// [`syslog::SyslogSink`].
     Syslog {
         /// `host:port` of the receiver (TCP).
@@ -214,7 +232,7 @@ pub enum SinkConfig {
 
 impl SinkConfig {
     /// The sink `name` and its filter; errors say what is wrong with which setting.
-    pub fn build(&self, name: &str) -> Result<(Box<dyn Sink>, SinkFilter), String> {
+    pub async fn build(&self, name: &str) -> Result<(Box<dyn Sink>, SinkFilter), String> {
         let filter = |min: &Option<String>, sources: &[String]| -> Result<SinkFilter, String> {
             let min_severity = match min {
                 None => 0,
@@ -280,6 +298,18 @@ impl SinkConfig {
             } => {
                 let timeout = Duration::from_secs(timeout_secs.unwrap_or(30).max(1));
                 let sink = kafka::KafkaSink::new(name, brokers, topic, options, timeout)?;
+                Ok((Box::new(sink), filter(min_severity, sources)?))
+            }
+            SinkConfig::SecurityHub {
+                region,
+                account_id,
+                endpoint_url,
+                min_severity,
+                sources,
+            } => {
+                let mut config = cairn_ingest::sources::securityhub::SecurityHubConfig::new(region);
+                config.endpoint_url = endpoint_url.clone();
+                let sink = securityhub::SecurityHubSink::connect(name, &config, account_id).await?;
                 Ok((Box::new(sink), filter(min_severity, sources)?))
             }
             SinkConfig::Syslog {

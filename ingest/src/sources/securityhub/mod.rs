@@ -16,6 +16,7 @@
 mod client;
 mod config;
 mod cursor;
+mod import;
 #[cfg(test)]
 mod tests;
 mod writeback;
@@ -29,6 +30,7 @@ use chrono::Utc;
 pub use client::{ApiError, ApiPage, FindingsApi, RateLimiter, SdkFindingsApi};
 pub use config::{DEFAULT_SCOPE, SecurityHubApi, SecurityHubConfig};
 pub use cursor::{Cursor, QueryCursor, QueryKind, ScopeCursor, dedupe_key};
+pub use import::{ImportFinding, ImportReport, MAX_FINDING_BYTES, SecurityHubImport};
 pub use writeback::{MAX_PER_CALL, SecurityHubWriteBack, WriteBack, WriteBackReport};
 
 use crate::dead_letter::DeadLetter;
