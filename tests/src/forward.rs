@@ -676,3 +676,200 @@ fn incidents_are_imported_into_security_hub_as_asff_findings() {
         crate::stdout(&again)
     );
 }
+
+/// Syslog over TLS (RFC 5425) to a rustls listener with a certificate made for the test: every
+/// event arrives when the sink trusts the listener's CA; a sink that trusts only the system's
+/// CAs refuses the handshake and the events wait.
+#[tokio::test]
+async fn syslog_over_tls_delivers_to_a_trusted_receiver_only() {
+    use cairn_api::forward::syslog::SyslogTls;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = demo_store(dir.path()).await;
+    let want = all_event_ids(&store).await;
+    // A CA, and a server certificate for localhost that it signs (webpki refuses a CA
+    // certificate as the server's own).
+    let p = |name: &str| dir.path().join(name);
+    let (ca, cert, key) = (p("ca.pem"), p("cert.pem"), p("key.pem"));
+    std::fs::write(
+        p("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("extensions");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let openssl = |args: Vec<std::ffi::OsString>| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let os = |v: &[&dyn AsRef<std::ffi::OsStr>]| -> Vec<std::ffi::OsString> {
+        v.iter().map(|a| a.as_ref().to_os_string()).collect()
+    };
+    openssl(os(&[
+        &"req",
+        &"-x509",
+        &ec[0],
+        &ec[1],
+        &ec[2],
+        &ec[3],
+        &ec[4],
+        &"-days",
+        &"1",
+        &"-subj",
+        &"/CN=Cairn test CA",
+        &"-addext",
+        &"basicConstraints=critical,CA:TRUE",
+        &"-addext",
+        &"keyUsage=critical,keyCertSign",
+        &"-keyout",
+        &p("ca.key"),
+        &"-out",
+        &ca,
+    ]));
+    openssl(os(&[
+        &"req",
+        &ec[0],
+        &ec[1],
+        &ec[2],
+        &ec[3],
+        &ec[4],
+        &"-subj",
+        &"/CN=localhost",
+        &"-keyout",
+        &key,
+        &"-out",
+        &p("leaf.csr"),
+    ]));
+    openssl(os(&[
+        &"x509",
+        &"-req",
+        &"-in",
+        &p("leaf.csr"),
+        &"-CA",
+        &ca,
+        &"-CAkey",
+        &p("ca.key"),
+        &"-CAcreateserial",
+        &"-days",
+        &"1",
+        &"-extfile",
+        &p("leaf.ext"),
+        &"-out",
+        &cert,
+    ]));
+
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .expect("cert")
+        .map(|c| c.expect("cert"))
+        .collect();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, PrivateKeyDer::from_pem_file(&key).expect("key"))
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let addr = listener.local_addr().expect("addr");
+    let received = Arc::new(Mutex::new(String::new()));
+    let sink_received = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let received = sink_received.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to read.
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let mut s = String::new();
+                    let _ = tls.read_to_string(&mut s).await;
+                    received.lock().expect("lock").push_str(&s);
+                }
+            });
+        }
+    });
+
+    let untrusting = SyslogSink::new(
+        "untrusting",
+        &addr.to_string(),
+        "h",
+        13,
+        Duration::from_secs(5),
+    )
+    .with_tls(&SyslogTls {
+        ca_file: None,
+        server_name: Some("localhost".into()),
+    })
+    .expect("system roots");
+    let r = forward_once(
+        &store,
+        &untrusting,
+        &SinkFilter::default(),
+        &Backoff::default(),
+        chrono::Utc::now(),
+        100,
+    )
+    .await
+    .expect("forward");
+    assert_eq!(
+        (r.delivered, r.retried, r.depth),
+        (0, want.len(), want.len() as i64)
+    );
+
+    let trusting = SyslogSink::new(
+        "siem-tls",
+        &addr.to_string(),
+        "h",
+        13,
+        Duration::from_secs(5),
+    )
+    .with_tls(&SyslogTls {
+        ca_file: Some(ca.clone()),
+        server_name: Some("localhost".into()),
+    })
+    .expect("test CA");
+    let r = forward_once(
+        &store,
+        &trusting,
+        &SinkFilter::default(),
+        &Backoff::default(),
+        chrono::Utc::now(),
+        100,
+    )
+    .await
+    .expect("forward");
+    assert_eq!((r.delivered, r.depth), (want.len(), 0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = received.lock().expect("lock").clone();
+        let ids: BTreeSet<String> = text
+            .split(" cs1=")
+            .skip(1)
+            .filter_map(|s| s.split(' ').next().map(str::to_string))
+            .collect();
+        if ids == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "received over TLS: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

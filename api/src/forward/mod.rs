@@ -221,6 +221,15 @@ pub enum SinkConfig {
         /// Syslog facility 0–23 (default 13, log audit).
         #[serde(default)]
         facility: Option<u8>,
+        /// Use TLS (RFC 5425).
+        #[serde(default)]
+        tls: bool,
+        /// With `tls`: PEM file of the CA certificates to trust (default: the system's).
+        #[serde(default)]
+        ca_file: Option<std::path::PathBuf>,
+        /// With `tls`: the name the receiver's certificate must carry (default: the host).
+        #[serde(default)]
+        server_name: Option<String>,
         /// Minimum incident severity (default all).
         #[serde(default)]
         min_severity: Option<String>,
@@ -316,6 +325,9 @@ impl SinkConfig {
                 address,
                 hostname,
                 facility,
+                tls,
+                ca_file,
+                server_name,
                 min_severity,
                 sources,
             } => {
@@ -329,6 +341,15 @@ impl SinkConfig {
                     facility.unwrap_or(13),
                     Duration::from_secs(10),
                 );
+                let sink = if *tls {
+                    sink.with_tls(&syslog::SyslogTls {
+                        ca_file: ca_file.clone(),
+                        server_name: server_name.clone(),
+                    })
+                    .map_err(|e| format!("forward.{name}: {e}"))?
+                } else {
+                    sink
+                };
                 Ok((Box::new(sink), filter(min_severity, sources)?))
             }
         }

@@ -1,13 +1,17 @@
 //! Syslog sink: RFC 5424 messages carrying [CEF](super::cef), framed by octet counting
-//! (RFC 6587 §3.4.1) over TCP.
+//! (RFC 6587 §3.4.1) over TCP, or over TLS (RFC 5425) with rustls.
 //!
-//! Plain syslog over TCP has no acknowledgement: an event counts as delivered once the
+//! Syslog over TCP or TLS has no acknowledgement: an event counts as delivered once the
 //! connection took all of its bytes. A connection that fails leaves that event and the rest
 //! for a retry; a receiver may then see an event twice, with the same `cs1` event id.
 
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use std::sync::Arc;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use cairn_correlate::store::OutboxEvent;
 
@@ -20,6 +24,90 @@ pub struct SyslogSink {
     hostname: String,
     facility: u8,
     timeout: Duration,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+/// TLS settings of a syslog receiver.
+#[derive(Debug, Clone, Default)]
+pub struct SyslogTls {
+    /// PEM file of the CA certificates to trust (default: the system's).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The name the receiver's certificate must carry (default: the host of the address).
+    pub server_name: Option<String>,
+}
+
+fn tls_connector(
+    address: &str,
+    tls: &SyslogTls,
+) -> Result<(TlsConnector, ServerName<'static>), String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            for c in certs {
+                let c = c.map_err(|e| format!("{}: {e}", path.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("{}: not a CA certificate: {e}", path.display()))?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                // A system certificate rustls cannot use is skipped, as browsers do.
+                let _ = roots.add(c);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err("no CA certificates to trust".into());
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let host = tls.server_name.clone().unwrap_or_else(|| {
+        address
+            .rsplit_once(':')
+            .map_or(address, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    });
+    let name = ServerName::try_from(host.clone())
+        .map_err(|e| format!("`{host}` is not a server name: {e}"))?;
+    Ok((TlsConnector::from(Arc::new(config)), name))
+}
+
+async fn write_frames<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    frames: &[Vec<u8>],
+    timeout: Duration,
+    address: &str,
+) -> Vec<SendOutcome> {
+    let mut out = Vec::with_capacity(frames.len());
+    for bytes in frames {
+        let wrote = tokio::time::timeout(timeout, async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        })
+        .await;
+        let failed = match wrote {
+            Ok(Ok(())) => {
+                out.push(SendOutcome::Delivered);
+                continue;
+            }
+            Ok(Err(err)) => format!("writing to {address} failed: {err}"),
+            Err(_) => format!("writing to {address} timed out"),
+        };
+        out.resize(frames.len(), SendOutcome::RetryAfter(None, failed));
+        return out;
+    }
+    let _ = stream.shutdown().await;
+    out
 }
 
 impl SyslogSink {
@@ -38,7 +126,14 @@ impl SyslogSink {
             hostname: hostname.to_string(),
             facility: facility.min(23),
             timeout,
+            tls: None,
         }
+    }
+
+    /// The same sink over TLS.
+    pub fn with_tls(mut self, tls: &SyslogTls) -> Result<SyslogSink, String> {
+        self.tls = Some(tls_connector(&self.address, tls)?);
+        Ok(self)
     }
 
     /// The RFC 5424 message of `event`.
@@ -93,30 +188,22 @@ impl Sink for SyslogSink {
                 Ok(Err(e)) => return failed(format!("cannot connect to {}: {e}", self.address)),
                 Err(_) => return failed(format!("connecting to {} timed out", self.address)),
             };
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            let bytes = frame(&self.message(e));
-            let wrote = tokio::time::timeout(self.timeout, async {
-                stream.write_all(&bytes).await?;
-                stream.flush().await
-            })
-            .await;
-            match wrote {
-                Ok(Ok(())) => out.push(SendOutcome::Delivered),
-                Ok(Err(err)) => {
-                    let why = format!("writing to {} failed: {err}", self.address);
-                    out.resize(events.len(), SendOutcome::RetryAfter(None, why));
-                    return out;
-                }
-                Err(_) => {
-                    let why = format!("writing to {} timed out", self.address);
-                    out.resize(events.len(), SendOutcome::RetryAfter(None, why));
-                    return out;
+        let frames: Vec<Vec<u8>> = events.iter().map(|e| frame(&self.message(e))).collect();
+        match &self.tls {
+            None => write_frames(&mut stream, &frames, self.timeout, &self.address).await,
+            Some((connector, name)) => {
+                let tls =
+                    tokio::time::timeout(self.timeout, connector.connect(name.clone(), stream))
+                        .await;
+                match tls {
+                    Ok(Ok(mut tls)) => {
+                        write_frames(&mut tls, &frames, self.timeout, &self.address).await
+                    }
+                    Ok(Err(e)) => failed(format!("TLS with {} failed: {e}", self.address)),
+                    Err(_) => failed(format!("TLS with {} timed out", self.address)),
                 }
             }
         }
-        let _ = stream.shutdown().await;
-        out
     }
 }
 
