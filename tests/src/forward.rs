@@ -873,3 +873,117 @@ async fn syslog_over_tls_delivers_to_a_trusted_receiver_only() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `kill -9` of `cairn forward` while a webhook request is in flight: the event the receiver
+/// took without answering is sent again by the next run, under the same id, and every event
+/// is delivered (lost = 0).
+#[tokio::test]
+async fn a_forwarder_killed_mid_send_loses_nothing_and_resends_under_the_same_id() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[derive(Clone)]
+    struct Receiver {
+        ids: Arc<Mutex<Vec<String>>>,
+        slow: Arc<AtomicBool>,
+        first: Arc<tokio::sync::Notify>,
+    }
+    async fn take(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+        if headers
+            .get(webhook::SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            != Some(webhook::signature(SECRET, &body).as_str())
+        {
+            return StatusCode::UNAUTHORIZED;
+        }
+        let id = headers
+            .get(webhook::EVENT_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        r.ids.lock().expect("lock").push(id);
+        if r.slow.load(Ordering::SeqCst) {
+            r.first.notify_one();
+            tokio::time::sleep(Duration::from_secs(120)).await;
+        }
+        StatusCode::NO_CONTENT
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = crate::repo_root().join("api/demo/data");
+    let ingest = crate::run(dir.path(), &["ingest", demo.to_str().expect("utf-8 path")]);
+    assert!(
+        ingest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ingest.stderr)
+    );
+    let store = SqliteStore::open(&dir.path().join("cairn.db"))
+        .await
+        .expect("store");
+    let want = all_event_ids(&store).await;
+    drop(store);
+
+    let receiver = Receiver {
+        ids: Arc::default(),
+        slow: Arc::new(AtomicBool::new(true)),
+        first: Arc::default(),
+    };
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(take))
+        .with_state(receiver.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config = dir.path().join("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[forward.hook]\ntype = \"webhook\"\nurl = \"http://{addr}/hook\"\nsecret_env = \"CAIRN_TEST_WEBHOOK_SECRET\"\ntimeout_secs = 300\n"
+        ),
+    )
+    .expect("config");
+    let config_s = config.to_str().expect("utf-8 path");
+    let forward = || {
+        let mut c = crate::cairn(dir.path(), &["--config", config_s, "forward", "--once"]);
+        c.env(
+            "CAIRN_TEST_WEBHOOK_SECRET",
+            std::str::from_utf8(SECRET).expect("utf-8"),
+        );
+        c
+    };
+    let mut child = forward()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cairn forward");
+    tokio::time::timeout(Duration::from_secs(60), receiver.first.notified())
+        .await
+        .expect("the first event reached the receiver");
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+    assert_eq!(
+        receiver.ids.lock().expect("lock").len(),
+        1,
+        "killed mid-send"
+    );
+
+    receiver.slow.store(false, Ordering::SeqCst);
+    let mut second = forward();
+    let o = tokio::task::spawn_blocking(move || second.output())
+        .await
+        .expect("join")
+        .expect("cairn forward");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let ids = receiver.ids.lock().expect("lock").clone();
+    let got: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(got, want, "lost = 0");
+    assert_eq!(
+        ids.len(),
+        want.len() + 1,
+        "the in-flight event came twice: {ids:?}"
+    );
+    assert_eq!(ids[0], ids[1], "under the same id");
+}
