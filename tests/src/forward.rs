@@ -272,7 +272,7 @@ async fn a_sink_filter_rejects_what_it_does_not_want_with_the_reason() {
     );
     let filter = SinkFilter {
         min_severity: 5,
-        sources: Vec::new(),
+        ..SinkFilter::default()
     };
     let r = forward_once(
         &store,
@@ -289,6 +289,37 @@ async fn a_sink_filter_rejects_what_it_does_not_want_with_the_reason() {
     assert_eq!(r.depth, 0);
     let sent = reader.join().expect("reader");
     assert_eq!(sent.matches("CEF:0|").count(), critical);
+
+    // By rule: only incidents with a detection of the rule (one that not every incident has).
+    let rules_of = |e: &cairn_correlate::store::OutboxEvent| -> Vec<String> {
+        e.payload["rules"]
+            .as_array()
+            .expect("events name their incident's rules")
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect()
+    };
+    let all_rules: BTreeSet<String> = events.iter().flat_map(rules_of).collect();
+    let (with_rule, rule) = all_rules
+        .iter()
+        .map(|r| {
+            (
+                events.iter().filter(|e| rules_of(e).contains(r)).count(),
+                r.clone(),
+            )
+        })
+        .min()
+        .expect("some rule");
+    assert!(with_rule < events.len(), "{rule} is in every incident");
+    let by_rule = SinkFilter {
+        rules: vec![rule],
+        ..SinkFilter::default()
+    };
+    let excluded = events
+        .iter()
+        .filter(|e| by_rule.excludes(e).is_some())
+        .count();
+    assert_eq!(excluded, events.len() - with_rule);
 }
 
 /// `cairn forward --once` with the sinks of a configuration file: a syslog receiver gets the

@@ -55,6 +55,8 @@ pub struct SinkFilter {
     pub min_severity: i32,
     /// Only incidents with one of these finding sources (empty: any).
     pub sources: Vec<String>,
+    /// Only incidents with a detection of one of these rules (empty: any).
+    pub rules: Vec<String>,
 }
 
 impl SinkFilter {
@@ -66,15 +68,20 @@ impl SinkFilter {
                 event.severity_id, self.min_severity
             ));
         }
-        if !self.sources.is_empty() {
-            let sources: Vec<&str> = event.payload["sources"]
+        let list = |key: &str| -> Vec<&str> {
+            event.payload[key]
                 .as_array()
                 .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
-                .unwrap_or_default();
-            if !sources.iter().any(|s| self.sources.iter().any(|w| w == s)) {
+                .unwrap_or_default()
+        };
+        for (key, wanted) in [("sources", &self.sources), ("rules", &self.rules)] {
+            if wanted.is_empty() {
+                continue;
+            }
+            let have = list(key);
+            if !have.iter().any(|s| wanted.iter().any(|w| w == s)) {
                 return Some(format!(
-                    "not forwarded: sources {sources:?} are none of the sink's {:?}",
-                    self.sources
+                    "not forwarded: {key} {have:?} are none of the sink's {wanted:?}"
                 ));
             }
         }
@@ -150,6 +157,9 @@ pub enum SinkConfig {
         /// Only incidents with one of these finding sources (default all).
         #[serde(default)]
         sources: Vec<String>,
+        /// Only incidents with a detection of one of these rules (default all).
+        #[serde(default)]
+        rules: Vec<String>,
     },
     /// [`hec::HecSink`].
     SplunkHec {
@@ -175,6 +185,9 @@ pub enum SinkConfig {
         /// Only incidents with one of these finding sources (default all).
         #[serde(default)]
         sources: Vec<String>,
+        /// Only incidents with a detection of one of these rules (default all).
+        #[serde(default)]
+        rules: Vec<String>,
     },
     /// [`kafka::KafkaSink`].
     Kafka {
@@ -194,6 +207,9 @@ pub enum SinkConfig {
         /// Only incidents with one of these finding sources (default all).
         #[serde(default)]
         sources: Vec<String>,
+        /// Only incidents with a detection of one of these rules (default all).
+        #[serde(default)]
+        rules: Vec<String>,
     },
     /// [`securityhub::SecurityHubSink`].
     SecurityHub {
@@ -210,6 +226,9 @@ pub enum SinkConfig {
         /// Only incidents with one of these finding sources (default all).
         #[serde(default)]
         sources: Vec<String>,
+        /// Only incidents with a detection of one of these rules (default all).
+        #[serde(default)]
+        rules: Vec<String>,
     },
     /// [`syslog::SyslogSink`].
     Syslog {
@@ -236,13 +255,19 @@ pub enum SinkConfig {
         /// Only incidents with one of these finding sources (default all).
         #[serde(default)]
         sources: Vec<String>,
+        /// Only incidents with a detection of one of these rules (default all).
+        #[serde(default)]
+        rules: Vec<String>,
     },
 }
 
 impl SinkConfig {
     /// The sink `name` and its filter; errors say what is wrong with which setting.
     pub async fn build(&self, name: &str) -> Result<(Box<dyn Sink>, SinkFilter), String> {
-        let filter = |min: &Option<String>, sources: &[String]| -> Result<SinkFilter, String> {
+        let filter = |min: &Option<String>,
+                      sources: &[String],
+                      rules: &[String]|
+         -> Result<SinkFilter, String> {
             let min_severity = match min {
                 None => 0,
                 Some(s) => cairn_ingest::Severity::parse_label(s)
@@ -252,6 +277,7 @@ impl SinkConfig {
             Ok(SinkFilter {
                 min_severity,
                 sources: sources.to_vec(),
+                rules: rules.to_vec(),
             })
         };
         match self {
@@ -261,6 +287,7 @@ impl SinkConfig {
                 timeout_secs,
                 min_severity,
                 sources,
+                rules,
             } => {
                 let secret = std::env::var(secret_env).map_err(|_| {
                     format!("forward.{name}: the environment variable {secret_env} (the webhook secret) is not set")
@@ -270,7 +297,7 @@ impl SinkConfig {
                 }
                 let timeout = Duration::from_secs(timeout_secs.unwrap_or(10).max(1));
                 let sink = webhook::WebhookSink::new(name, url, secret.as_bytes(), timeout)?;
-                Ok((Box::new(sink), filter(min_severity, sources)?))
+                Ok((Box::new(sink), filter(min_severity, sources, rules)?))
             }
             SinkConfig::SplunkHec {
                 url,
@@ -281,6 +308,7 @@ impl SinkConfig {
                 ack_timeout_secs,
                 min_severity,
                 sources,
+                rules,
             } => {
                 let token = std::env::var(token_env)
                     .ok()
@@ -295,7 +323,7 @@ impl SinkConfig {
                     ack_timeout: Duration::from_secs(ack_timeout_secs.unwrap_or(60).max(1)),
                 };
                 let sink = hec::HecSink::new(name, url, &token, options)?;
-                Ok((Box::new(sink), filter(min_severity, sources)?))
+                Ok((Box::new(sink), filter(min_severity, sources, rules)?))
             }
             SinkConfig::Kafka {
                 brokers,
@@ -304,10 +332,11 @@ impl SinkConfig {
                 timeout_secs,
                 min_severity,
                 sources,
+                rules,
             } => {
                 let timeout = Duration::from_secs(timeout_secs.unwrap_or(30).max(1));
                 let sink = kafka::KafkaSink::new(name, brokers, topic, options, timeout)?;
-                Ok((Box::new(sink), filter(min_severity, sources)?))
+                Ok((Box::new(sink), filter(min_severity, sources, rules)?))
             }
             SinkConfig::SecurityHub {
                 region,
@@ -315,11 +344,12 @@ impl SinkConfig {
                 endpoint_url,
                 min_severity,
                 sources,
+                rules,
             } => {
                 let mut config = cairn_ingest::sources::securityhub::SecurityHubConfig::new(region);
                 config.endpoint_url = endpoint_url.clone();
                 let sink = securityhub::SecurityHubSink::connect(name, &config, account_id).await?;
-                Ok((Box::new(sink), filter(min_severity, sources)?))
+                Ok((Box::new(sink), filter(min_severity, sources, rules)?))
             }
             SinkConfig::Syslog {
                 address,
@@ -330,6 +360,7 @@ impl SinkConfig {
                 server_name,
                 min_severity,
                 sources,
+                rules,
             } => {
                 if facility.is_some_and(|f| f > 23) {
                     return Err(format!("forward.{name}.facility must be 0–23"));
@@ -350,7 +381,7 @@ impl SinkConfig {
                 } else {
                     sink
                 };
-                Ok((Box::new(sink), filter(min_severity, sources)?))
+                Ok((Box::new(sink), filter(min_severity, sources, rules)?))
             }
         }
     }

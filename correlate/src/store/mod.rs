@@ -313,7 +313,8 @@ pub struct OutboxEvent {
     pub incident_id: String,
     /// The incident's severity id at that state.
     pub severity_id: i32,
-    /// The incident at that state (an [`Incident`] as JSON, entities included).
+    /// The incident at that state (an [`Incident`] as JSON, entities included, and `rules`:
+    /// the rule ids of its detections).
     pub payload: serde_json::Value,
     /// When the change was committed.
     pub created_at: DateTime<Utc>,

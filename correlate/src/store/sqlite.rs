@@ -446,11 +446,27 @@ async fn outbox_incident(
     })
     .collect::<std::result::Result<_, sqlx::Error>>()
     .map_err(CorrelateError::storage(ctx))?;
+    let rules: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT rule_id FROM detections WHERE incident_id = ? ORDER BY rule_id",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(CorrelateError::storage(ctx))?;
+    // The incident as the API shows it, plus the rules of its detections (for sink filters).
+    let payload = |inc: &Incident| -> Result<String> {
+        let mut v = serde_json::to_value(inc).map_err(|e| CorrelateError::Corrupt {
+            what: "outbox payload",
+            message: e.to_string(),
+        })?;
+        v["rules"] = serde_json::json!(rules);
+        Ok(v.to_string())
+    };
     let state = Incident {
         updated_at: inc.created_at,
         ..inc.clone()
     };
-    let event_id = hex::encode(Sha256::digest(to_json(&state).as_bytes()));
+    let event_id = hex::encode(Sha256::digest(payload(&state)?.as_bytes()));
     sqlx::query(
         "INSERT INTO outbox (event_id, incident_id, severity_id, payload, created_at) \
          VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
@@ -458,7 +474,7 @@ async fn outbox_incident(
     .bind(&event_id)
     .bind(id)
     .bind(inc.severity_id)
-    .bind(to_json(&inc))
+    .bind(payload(&inc)?)
     .bind(now)
     .execute(&mut **tx)
     .await
