@@ -59,6 +59,7 @@ async fn middleware_error(err: tower::BoxError) -> ApiError {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(routes::health::healthz))
+        .route("/metrics", get(routes::health::metrics))
         .route("/api/v1/incidents", get(routes::incidents::list))
         .route("/api/v1/incidents/{id}", get(routes::incidents::detail))
         .route("/api/v1/reports/evidence", get(routes::reports::evidence))

@@ -1018,3 +1018,70 @@ async fn a_forwarder_killed_mid_send_loses_nothing_and_resends_under_the_same_id
     );
     assert_eq!(ids[0], ids[1], "under the same id");
 }
+
+/// `GET /metrics` reports the outbox: its events, and the depth of each sink that is behind.
+#[tokio::test]
+async fn the_outbox_depth_is_a_prometheus_metric() {
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, rules) = demo_store(dir.path()).await;
+    let want = all_event_ids(&store).await.len();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let down = probe.local_addr().expect("addr");
+    drop(probe);
+    let sink = SyslogSink::new(
+        "qradar \"eu\"",
+        &down.to_string(),
+        "h",
+        13,
+        Duration::from_secs(2),
+    );
+    forward_once(
+        &store,
+        &sink,
+        &SinkFilter::default(),
+        &Backoff::default(),
+        chrono::Utc::now(),
+        100,
+    )
+    .await
+    .expect("forward");
+    let state = cairn_api::AppState {
+        store: Arc::new(store),
+        rules: Arc::new(rules),
+        evidence: None,
+    };
+    let r = cairn_api::app(state)
+        .oneshot(
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body")
+            .to_vec(),
+    )
+    .expect("utf-8");
+    assert!(
+        text.contains(&format!("\ncairn_outbox_events {want}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "cairn_outbox_depth{{sink=\"qradar \\\"eu\\\"\"}} {want}\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE cairn_incidents gauge\ncairn_incidents 2\n"),
+        "{text}"
+    );
+}

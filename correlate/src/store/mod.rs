@@ -427,4 +427,6 @@ pub trait Store: Send + Sync {
     -> Result<()>;
     /// Events `sink` has not had delivered or rejected yet (the outbox depth).
     async fn outbox_depth(&self, sink: &str) -> Result<i64>;
+    /// Events in the outbox, and the depth of every sink that has tried a delivery, by name.
+    async fn outbox_depths(&self) -> Result<(i64, Vec<(String, i64)>)>;
 }

@@ -566,6 +566,25 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(CorrelateError::storage(ctx))
     }
 
+    async fn outbox_depths(&self) -> Result<(i64, Vec<(String, i64)>)> {
+        let ctx = "counting the outbox";
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(CorrelateError::storage(ctx))?;
+        let rows = sqlx::query(
+            "SELECT s.sink, (SELECT count(*) FROM outbox o LEFT JOIN outbox_deliveries d                ON d.event_id = o.event_id AND d.sink = s.sink              WHERE d.delivered_at IS NULL AND d.rejected IS NULL) AS depth              FROM (SELECT DISTINCT sink FROM outbox_deliveries) s ORDER BY s.sink",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CorrelateError::storage(ctx))?;
+        let depths = rows
+            .iter()
+            .map(|r| Ok((get(r, "sink")?, get(r, "depth")?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((total, depths))
+    }
+
     async fn outbox_depth(&self, sink: &str) -> Result<i64> {
         sqlx::query_scalar(
             "SELECT count(*) FROM outbox o LEFT JOIN outbox_deliveries d \
