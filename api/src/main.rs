@@ -95,8 +95,8 @@ enum Command {
         #[arg(long)]
         sigma: Vec<PathBuf>,
         /// Folders of Cairn rules (YAML with SQL, or Sigma, correlation rules included), run
-        /// over the whole input as one window after the Sigma rules: a detection per rule and
-        /// entity.
+        /// after the Sigma rules over the whole input, each stretch of activity (no gap longer
+        /// than the live window) as one window: a detection per rule and entity.
         #[arg(long)]
         rules: Vec<PathBuf>,
         /// Also run Cairn's built-in rule pack over the whole input.

@@ -300,9 +300,36 @@ fn cairn_report_evidence_and_verify() {
     let v = run(dir.path(), &["report", "verify", out_s]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
     assert!(
-        stdout(&v).contains("signer is the trusted key"),
+        stdout(&v).contains("signature of the trusted key verifies"),
         "{}",
         stdout(&v)
+    );
+    // An auditor's machine holds no key: consistent but not authenticated (exit 2) until the
+    // signer's public key is given.
+    let auditor = tempfile::tempdir().expect("tempdir");
+    let v = run(auditor.path(), &["report", "verify", out_s]);
+    assert_eq!(v.status.code(), Some(2), "{}", stdout(&v));
+    assert!(stdout(&v).contains("not authenticated"), "{}", stdout(&v));
+    let key = read_manifest(&out).public_key;
+    let v = run(
+        auditor.path(),
+        &["report", "verify", out_s, "--public-key", &key],
+    );
+    assert!(v.status.success(), "{}", stdout(&v));
+    let other = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+            .verifying_key()
+            .as_bytes(),
+    );
+    let v = run(
+        auditor.path(),
+        &["report", "verify", out_s, "--public-key", &other],
+    );
+    assert_eq!(v.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&v.stderr).contains("not by the trusted key"),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
     );
 
     std::fs::write(out.join("rules.json"), "[]").expect("tamper");
@@ -421,7 +448,7 @@ async fn detections_of_rules_tagged_with_a_control_are_its_evidence() {
         to: None,
     };
     signer
-        .report(&store, &rules, &request, &out)
+        .report(&store, &rules, &request, &out, |_| Ok(()))
         .await
         .expect("bundle");
     let controls: Vec<serde_json::Value> =

@@ -90,7 +90,7 @@ fn blocking(args: HuntArgs) -> anyhow::Result<ExitCode> {
         }
         writeln!(
             err,
-            "{} Cairn rules will run over the whole input as one window",
+            "{} Cairn rules will run over the whole input, each stretch of activity as one window",
             cairn.len()
         )?;
     }
@@ -190,7 +190,8 @@ fn blocking(args: HuntArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Runs `cairn` over the events the hunt kept, as one window; fills `report.correlated` and
+/// Runs Cairn rules over the events the hunt kept, each stretch of activity as one window
+/// ([`cairn_correlate::offline`]); fills `report.correlated` and
 /// returns the rules that failed, with why.
 fn correlate(
     runtime: &tokio::runtime::Handle,

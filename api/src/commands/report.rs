@@ -54,7 +54,9 @@ pub async fn evidence(
     }
     let key_path = key.map_or_else(|| default_key(data_dir), Path::to_path_buf);
     let signer = Signer::open(&key_path, data_dir.join("evidence/chain"))?;
-    let (manifest, sha) = signer.report(store, rules, &request, out).await?;
+    let (manifest, sha, ()) = signer
+        .report(store, rules, &request, out, |_| Ok(()))
+        .await?;
     println!(
         "Wrote {} evidence for {} to {}: {} files, manifest SHA-256 {sha}, signed by {} ({}){}",
         framework.title(),
@@ -79,7 +81,8 @@ pub async fn evidence(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cairn report verify`: exit status 0 when intact, 1 when anything was altered.
+/// `cairn report verify`: exit status 0 when intact and signed by the trusted key, 1 when
+/// anything was altered, 2 when intact but no key was pinned (anyone could have re-signed it).
 pub fn verify(
     data_dir: &Path,
     bundle: &Path,
@@ -107,22 +110,29 @@ pub fn verify(
     };
     let v = report::verify(bundle, previous, trusted.as_ref());
     if v.is_intact() {
-        println!(
-            "{}: intact. {} files match their SHA-256, the signature verifies{}{}.",
-            bundle.display(),
-            v.files_ok,
-            if trusted.is_some() {
-                " and the signer is the trusted key"
-            } else {
-                " (the signer's key was not pinned: pass --public-key)"
-            },
-            if previous.is_some() {
-                ", and it follows the previous report"
-            } else {
-                ""
-            }
-        );
-        Ok(ExitCode::SUCCESS)
+        let chained = if previous.is_some() {
+            ", and it follows the previous report"
+        } else {
+            ""
+        };
+        if trusted.is_some() {
+            println!(
+                "{}: intact. {} files match their SHA-256 and the signature of the trusted key verifies{chained}.",
+                bundle.display(),
+                v.files_ok,
+            );
+            Ok(ExitCode::SUCCESS)
+        } else {
+            // Without a pinned key, a forger could have re-hashed and re-signed everything.
+            println!(
+                "{}: consistent, but not authenticated: {} files match their SHA-256 and the signature verifies \
+                 under the key the bundle names ({}), which was not pinned; pass --public-key with the signer's key{chained}.",
+                bundle.display(),
+                v.files_ok,
+                v.manifest.as_ref().map_or("?", |m| m.public_key.as_str()),
+            );
+            Ok(ExitCode::from(2))
+        }
     } else {
         eprintln!("{}: altered.", bundle.display());
         for p in &v.problems {

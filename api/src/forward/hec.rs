@@ -6,8 +6,8 @@
 //! "sourcetype": "cairn:incident", "event": {"event_id", "created_at", "incident"}}`; the
 //! answer's `ackId` is then polled at `/services/collector/ack` until it is `true` or the
 //! acknowledgement timeout passes (then the batch is sent again, under the same event ids).
-//! 429 and 503 (with `Retry-After`), timeouts, 5xx and 401/403 (a token an operator must fix)
-//! are retried; other 4xx are rejections.
+//! 429 and 503 (with `Retry-After`), timeouts, 5xx, redirects and 401/403/404 (what an
+//! operator must fix) are retried; other 4xx are rejections.
 
 use std::time::Duration;
 
@@ -62,6 +62,7 @@ impl HecSink {
     pub fn new(name: &str, url: &str, token: &str, options: HecOptions) -> Result<HecSink, String> {
         let client = reqwest::Client::builder()
             .timeout(options.timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client for {url}: {e}"))?;
         Ok(HecSink {
@@ -164,19 +165,11 @@ impl Sink for HecSink {
                 "{url} answered {status}: {}",
                 text.chars().take(200).collect::<String>()
             );
-            let code = status.as_u16();
-            return all(
-                if code == 429
-                    || code == 408
-                    || code == 401
-                    || code == 403
-                    || status.is_server_error()
-                {
-                    SendOutcome::RetryAfter(wait, why)
-                } else {
-                    SendOutcome::Rejected(why)
-                },
-            );
+            return all(if webhook::retryable(status) {
+                SendOutcome::RetryAfter(wait, why)
+            } else {
+                SendOutcome::Rejected(why)
+            });
         }
         if !self.ack {
             return all(SendOutcome::Delivered);

@@ -55,14 +55,14 @@ impl KafkaSink {
     }
 }
 
-/// Whether waiting cannot make the broker take this record.
+/// Whether waiting cannot make the broker take this record (an authorization error is an
+/// operator's to fix, and is retried).
 fn permanent(e: &KafkaError) -> bool {
     matches!(
         e.rdkafka_error_code(),
         Some(
             RDKafkaErrorCode::MessageSizeTooLarge
                 | RDKafkaErrorCode::InvalidMessage
-                | RDKafkaErrorCode::TopicAuthorizationFailed
                 | RDKafkaErrorCode::InvalidRecord
         )
     )

@@ -137,6 +137,7 @@ impl Backoff {
 /// [forward.qradar]
 /// type = "syslog"
 /// address = "qradar.example:6514"
+/// tls = true
 /// sources = ["aws.securityhub", "ad.windows"]
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]

@@ -3,8 +3,9 @@
 //!
 //! Headers: `X-Cairn-Event-Id` (stable per incident state) and `X-Cairn-Signature:
 //! sha256=<hex HMAC-SHA256 of the body with the shared secret>`. A 2xx answer is the
-//! acknowledgement; 408, 429 and 5xx answers and network errors are retried (`Retry-After` in
-//! seconds or as an HTTP date is honoured); other 4xx answers are rejections.
+//! acknowledgement; redirects (not followed), 401, 403, 404, 408, 410, 429 and 5xx answers
+//! and network errors are retried (`Retry-After` in seconds or as an HTTP date is honoured),
+//! and stop the batch; other 4xx answers reject that one event.
 
 use std::time::Duration;
 
@@ -36,8 +37,10 @@ impl WebhookSink {
         secret: &[u8],
         timeout: Duration,
     ) -> Result<WebhookSink, String> {
+        // A redirect would turn the POST into a body-less GET whose 200 proves nothing.
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client for {url}: {e}"))?;
         Ok(WebhookSink {
@@ -66,6 +69,15 @@ pub fn body(event: &OutboxEvent) -> Vec<u8> {
         "incident": event.payload,
     }))
     .unwrap_or_default()
+}
+
+/// Whether an answer means "not now" rather than "never this event": throttling, timeouts,
+/// server errors, and what an operator must fix once for every event (a redirect, a wrong URL,
+/// a rotated secret), which must not reject the whole backlog.
+pub fn retryable(status: reqwest::StatusCode) -> bool {
+    status.is_redirection()
+        || status.is_server_error()
+        || matches!(status.as_u16(), 401 | 403 | 404 | 408 | 410 | 429)
 }
 
 /// A `Retry-After` value: seconds, or an HTTP date.
@@ -109,10 +121,7 @@ impl Sink for WebhookSink {
                         .and_then(retry_after);
                     if status.is_success() {
                         SendOutcome::Delivered
-                    } else if status.as_u16() == 408
-                        || status.as_u16() == 429
-                        || status.is_server_error()
-                    {
+                    } else if retryable(status) {
                         SendOutcome::RetryAfter(wait, format!("{} answered {status}", self.url))
                     } else {
                         let text = r.text().await.unwrap_or_default();

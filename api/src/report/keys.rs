@@ -81,6 +81,22 @@ impl Chain {
         }
     }
 
+    /// Holds the chain's lock file until the returned file is dropped.
+    fn lock(&self) -> Result<std::fs::File, ReportError> {
+        let path = self.path.with_extension("lock");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(ReportError::io(dir))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(ReportError::io(&path))?;
+        file.lock().map_err(ReportError::io(&path))?;
+        Ok(file)
+    }
+
     /// Records `manifest_sha256` as the last report.
     pub fn advance(&self, manifest_sha256: &str) -> Result<(), ReportError> {
         if let Some(dir) = self.path.parent() {
@@ -120,18 +136,26 @@ impl Signer {
         self.key.verifying_key()
     }
 
-    /// Writes the bundle for `request` into `out`, chained to the last report, and makes it
-    /// the last report. Returns its manifest and the SHA-256 of `manifest.json`.
-    pub async fn report(
+    /// Writes the bundle for `request` into `out`, chained to the last report, hands it to
+    /// `finish` (to archive or send it), and only then makes it the last report. Returns its
+    /// manifest, the SHA-256 of `manifest.json`, and what `finish` returned.
+    ///
+    /// One report at a time, across processes too (a lock file beside the chain): the CLI and a
+    /// server on one data folder cannot fork the chain.
+    pub async fn report<T>(
         &self,
         store: &dyn cairn_correlate::Store,
         rules: &cairn_rules::RuleSet,
         request: &super::EvidenceRequest,
         out: &Path,
-    ) -> Result<(super::Manifest, String), ReportError> {
+        finish: impl FnOnce(&Path) -> Result<T, ReportError>,
+    ) -> Result<(super::Manifest, String, T), ReportError> {
         let _turn = self.turn.lock().await;
-        let made = super::build(store, rules, request, out, &self.key, self.chain.last()?).await?;
-        self.chain.advance(&made.1)?;
-        Ok(made)
+        let _lock = self.chain.lock()?;
+        let (manifest, sha) =
+            super::build(store, rules, request, out, &self.key, self.chain.last()?).await?;
+        let finished = finish(out)?;
+        self.chain.advance(&sha)?;
+        Ok((manifest, sha, finished))
     }
 }

@@ -206,6 +206,17 @@ pub fn verify(
                         "this report names no previous report",
                     )),
                 }
+                if let Ok(earlier) = serde_json::from_slice::<Manifest>(&bytes)
+                    && earlier.public_key != manifest.public_key
+                {
+                    v.problems.push(problem(
+                        "chain",
+                        format!(
+                            "the previous report was signed by key {}, this one by {}",
+                            earlier.public_key, manifest.public_key
+                        ),
+                    ));
+                }
                 let earlier = verify(prev, None, trusted);
                 v.problems
                     .extend(earlier.problems.into_iter().map(|p| Problem {

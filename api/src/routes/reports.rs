@@ -70,14 +70,13 @@ pub async fn evidence(
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
     );
     let out = dir.path().join(&name);
-    let (_, sha) = signer
-        .report(state.store.as_ref(), &state.rules, &request, &out)
+    // The chain advances only once the archive is made: a report that fails on the way is
+    // not the previous one of the next.
+    let (_, sha, bytes) = signer
+        .report(state.store.as_ref(), &state.rules, &request, &out, |dir| {
+            report::archive(dir, &name)
+        })
         .await
-        .map_err(|e| internal(&e))?;
-    let archive_name = name.clone();
-    let bytes = tokio::task::spawn_blocking(move || report::archive(&out, &archive_name))
-        .await
-        .map_err(|e| internal(&e))?
         .map_err(|e| internal(&e))?;
     Ok((
         [

@@ -415,7 +415,8 @@ pub trait Store: Send + Sync {
     /// Row counts.
     async fn counts(&self) -> Result<StoreCounts>;
     /// Outbox events not yet delivered to (nor rejected by) `sink` whose next attempt is due at
-    /// `now`, oldest first.
+    /// `now`, oldest first; an incident's event waits until its earlier ones are done, so a
+    /// receiver gets one incident's states in order and never two in one batch.
     async fn outbox_pending(
         &self,
         sink: &str,

@@ -391,6 +391,18 @@ async fn move_identity(
     .execute(&mut **tx)
     .await
     .map_err(CorrelateError::storage(ctx()))?;
+    // The incidents now name the surviving identity: SIEMs hear of it.
+    let touched: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT incident_id FROM incident_entities WHERE kind = 'identity' AND value = ?",
+    )
+    .bind(new)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(CorrelateError::storage(ctx()))?;
+    let now = ms(Utc::now());
+    for id in touched {
+        outbox_incident(tx, &id, now).await?;
+    }
     Ok(())
 }
 
@@ -466,16 +478,38 @@ async fn outbox_incident(
         updated_at: inc.created_at,
         ..inc.clone()
     };
-    let event_id = hex::encode(Sha256::digest(payload(&state)?.as_bytes()));
+    let state_sha = hex::encode(Sha256::digest(payload(&state)?.as_bytes()));
+    let last: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT event_id, state_sha FROM outbox WHERE incident_id = ? ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(CorrelateError::storage(ctx))?;
+    if last
+        .as_ref()
+        .is_some_and(|(_, s)| s.as_deref() == Some(state_sha.as_str()))
+    {
+        return Ok(());
+    }
+    // Chained to the incident's previous event: a state the incident returns to is news.
+    let event_id = hex::encode(Sha256::digest(
+        format!(
+            "{}:{state_sha}",
+            last.as_ref().map_or("", |(e, _)| e.as_str())
+        )
+        .as_bytes(),
+    ));
     sqlx::query(
-        "INSERT INTO outbox (event_id, incident_id, severity_id, payload, created_at) \
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+        "INSERT INTO outbox (event_id, incident_id, severity_id, payload, created_at, state_sha) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(&event_id)
     .bind(id)
     .bind(inc.severity_id)
     .bind(payload(&inc)?)
     .bind(now)
+    .bind(&state_sha)
     .execute(&mut **tx)
     .await
     .map_err(CorrelateError::storage(ctx))?;
@@ -499,10 +533,15 @@ impl Store for SqliteStore {
              FROM outbox o LEFT JOIN outbox_deliveries d ON d.event_id = o.event_id AND d.sink = ? \
              WHERE d.delivered_at IS NULL AND d.rejected IS NULL \
                AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?) \
+               AND NOT EXISTS (SELECT 1 FROM outbox e LEFT JOIN outbox_deliveries f \
+                 ON f.event_id = e.event_id AND f.sink = ? \
+                 WHERE e.incident_id = o.incident_id AND e.seq < o.seq \
+                   AND f.delivered_at IS NULL AND f.rejected IS NULL) \
              ORDER BY o.seq LIMIT ?",
         )
         .bind(sink)
         .bind(ms(now))
+        .bind(sink)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
