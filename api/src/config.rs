@@ -120,6 +120,15 @@ pub struct ApiSection {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[evidence]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceSection {
+    /// The Ed25519 signing key of evidence reports (64 hex digits; made on first use; default
+    /// `<data dir>/evidence/signing.key`).
+    pub signing_key: Option<PathBuf>,
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +148,9 @@ pub struct Config {
     /// `[sources.<id>]`.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+    /// `[evidence]`.
+    #[serde(default)]
+    pub evidence: EvidenceSection,
     /// `[forward.<name>]`: SIEM sinks.
     #[serde(default)]
     pub forward: BTreeMap<String, crate::forward::SinkConfig>,

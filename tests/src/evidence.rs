@@ -501,3 +501,51 @@ async fn detections_of_rules_tagged_with_a_control_are_its_evidence() {
     let v = report::verify(&out, None, Some(&signer.verifying_key()));
     assert!(v.is_intact(), "{:?}", v.problems);
 }
+
+/// `[evidence] signing_key` in the configuration file: the key is made there on first use and
+/// signs the bundle, and `verify` with the same configuration trusts it.
+#[test]
+fn the_signing_key_can_be_named_in_the_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("keys/cairn-evidence.key");
+    let config = dir.path().join("cairn.toml");
+    std::fs::write(
+        &config,
+        format!("[evidence]\nsigning_key = \"{}\"\n", key.display()),
+    )
+    .expect("config");
+    let config_s = config.to_str().expect("utf-8 path");
+    let out = dir.path().join("bundle");
+    let out_s = out.to_str().expect("utf-8 path");
+    let made = run(
+        dir.path(),
+        &[
+            "--config",
+            config_s,
+            "report",
+            "evidence",
+            "--framework",
+            "pci-dss",
+            "--out",
+            out_s,
+        ],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(key.exists(), "the key is made where the configuration says");
+    assert!(!dir.path().join("evidence/signing.key").exists());
+    let v = run(
+        dir.path(),
+        &["--config", config_s, "report", "verify", out_s],
+    );
+    assert!(v.status.success(), "{}", stdout(&v));
+    let plain = run(dir.path(), &["report", "verify", out_s]);
+    assert_eq!(
+        plain.status.code(),
+        Some(2),
+        "without the configuration no key is pinned"
+    );
+}

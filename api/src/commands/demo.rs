@@ -56,6 +56,6 @@ pub async fn run(
         return Ok(exit_for(&report));
     }
     println!("Try:  curl -s http://{listen}/api/v1/incidents");
-    serve(store, rules, listen, &dir.join("evidence")).await?;
+    serve(store, rules, listen, &super::report::default_key(dir), dir).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -66,6 +66,15 @@ impl Setup {
         }
     }
 
+    /// The evidence signing key: `[evidence] signing_key`, else in the data folder.
+    fn evidence_key(&self) -> PathBuf {
+        self.config
+            .evidence
+            .signing_key
+            .clone()
+            .unwrap_or_else(|| report::default_key(&self.data_dir))
+    }
+
     fn correlate(&self) -> anyhow::Result<CorrelateConfig> {
         Ok(self.config.correlate_config(&self.config_path)?)
     }
@@ -141,7 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let addr = listen
                 .or(setup.config.api.listen)
                 .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
-            serve(store, rules, addr, &setup.data_dir.join("evidence")).await?;
+            serve(store, rules, addr, &setup.evidence_key(), &setup.data_dir).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { listen, once } => {
@@ -230,7 +239,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     from: from.as_deref(),
                     to: to.as_deref(),
                     out: &out,
-                    key: key.as_deref(),
+                    key: Some(&key.unwrap_or_else(|| setup.evidence_key())),
                 },
             )
             .await
@@ -243,7 +252,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     public_key,
                 },
         } => report::verify(
-            &setup.data_dir,
+            &setup.evidence_key(),
             &bundle,
             previous.as_deref(),
             public_key.as_deref(),
@@ -539,9 +548,10 @@ async fn serve(
     store: Arc<dyn Store>,
     rules: RuleSet,
     addr: std::net::SocketAddr,
-    evidence_dir: &Path,
+    evidence_key: &Path,
+    data_dir: &Path,
 ) -> anyhow::Result<()> {
-    let evidence = cairn_api::report::Signer::in_dir(evidence_dir)?;
+    let evidence = cairn_api::report::Signer::open(evidence_key, data_dir.join("evidence/chain"))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -84,7 +84,7 @@ pub async fn evidence(
 /// `cairn report verify`: exit status 0 when intact and signed by the trusted key, 1 when
 /// anything was altered, 2 when intact but no key was pinned (anyone could have re-signed it).
 pub fn verify(
-    data_dir: &Path,
+    local_key: &Path,
     bundle: &Path,
     previous: Option<&Path>,
     public_key: Option<&str>,
@@ -100,9 +100,8 @@ pub fn verify(
                 })?,
         ),
         None => {
-            let local = default_key(data_dir);
-            if local.exists() {
-                Some(report::load_or_create_key(&local)?.verifying_key())
+            if local_key.exists() {
+                Some(report::load_or_create_key(local_key)?.verifying_key())
             } else {
                 None
             }
