@@ -122,6 +122,21 @@ pub(crate) fn to_detection(rule: &Rule, hit: RuleHit) -> Detection {
     }
 }
 
+/// Adds `rule`'s rows to `found` as detections, folding rows with the same key.
+pub(crate) fn add_hits(found: &mut HashMap<String, Detection>, rule: &Rule, hits: Vec<RuleHit>) {
+    for hit in hits {
+        let d = to_detection(rule, hit);
+        match found.get_mut(&d.id) {
+            Some(existing) => {
+                fold(existing, &d);
+            }
+            None => {
+                found.insert(d.id.clone(), d);
+            }
+        }
+    }
+}
+
 /// Combines two sightings of the same detection key; true if `into` changed.
 pub(crate) fn fold(into: &mut Detection, other: &Detection) -> bool {
     let before = (
@@ -313,17 +328,7 @@ async fn pass(
         match result {
             Ok((hits, skipped)) => {
                 report.rows_without_entity += skipped;
-                for hit in hits {
-                    let d = to_detection(rule, hit);
-                    match found.get_mut(&d.id) {
-                        Some(existing) => {
-                            fold(existing, &d);
-                        }
-                        None => {
-                            found.insert(d.id.clone(), d);
-                        }
-                    }
-                }
+                add_hits(&mut found, rule, hits);
             }
             Err(e) => {
                 tracing::warn!(rule = %rule.id, origin = %rule.origin, error = %e, "Rule failed; other rules still run");

@@ -24,7 +24,7 @@ use cairn_ingest::Finding;
 use cairn_rules::RuleSet;
 use cairn_rules::sql::window_schema;
 
-use crate::correlator::{CorrelateConfig, fold, to_detection};
+use crate::correlator::{CorrelateConfig, add_hits};
 use crate::engine::Engine;
 use crate::error::{CorrelateError, Result};
 use crate::identity::{self, Catalog};
@@ -89,17 +89,7 @@ pub async fn evaluate(
             match engine.evaluate(rule).await {
                 Ok((hits, skipped)) => {
                     report.rows_without_entity += skipped;
-                    for hit in hits {
-                        let d = to_detection(rule, hit);
-                        match found.get_mut(&d.id) {
-                            Some(existing) => {
-                                fold(existing, &d);
-                            }
-                            None => {
-                                found.insert(d.id.clone(), d);
-                            }
-                        }
-                    }
+                    add_hits(&mut found, rule, hits);
                 }
                 Err(e) => {
                     failed.entry(rule.id.clone()).or_insert(e.to_string());

@@ -195,15 +195,7 @@ impl SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(CorrelateError::storage("reading incident entities"))?;
-            inc.entities = entities
-                .iter()
-                .map(|r| {
-                    Ok(Entity {
-                        kind: r.try_get("kind")?,
-                        value: r.try_get("value")?,
-                    })
-                })
-                .collect::<std::result::Result<_, sqlx::Error>>()
+            inc.entities = entities_from_rows(&entities)
                 .map_err(CorrelateError::storage("reading incident entities"))?;
             out.push(inc);
         }
@@ -235,6 +227,17 @@ fn detection_from_row(r: &SqliteRow) -> Result<Detection> {
         techniques: from_json("detection techniques", &get::<String>(r, "techniques")?)?,
         incident_id: get(r, "incident_id")?,
     })
+}
+
+fn entities_from_rows(rows: &[SqliteRow]) -> std::result::Result<Vec<Entity>, sqlx::Error> {
+    rows.iter()
+        .map(|r| {
+            Ok(Entity {
+                kind: r.try_get("kind")?,
+                value: r.try_get("value")?,
+            })
+        })
+        .collect()
 }
 
 fn incident_from_row(r: &SqliteRow) -> Result<Incident> {
@@ -442,22 +445,14 @@ async fn outbox_incident(
         return Ok(());
     };
     let mut inc = incident_from_row(&row)?;
-    inc.entities = sqlx::query(
+    let entities = sqlx::query(
         "SELECT kind, value FROM incident_entities WHERE incident_id = ? ORDER BY kind, value",
     )
     .bind(id)
     .fetch_all(&mut **tx)
     .await
-    .map_err(CorrelateError::storage(ctx))?
-    .iter()
-    .map(|r| {
-        Ok(Entity {
-            kind: r.try_get("kind")?,
-            value: r.try_get("value")?,
-        })
-    })
-    .collect::<std::result::Result<_, sqlx::Error>>()
     .map_err(CorrelateError::storage(ctx))?;
+    inc.entities = entities_from_rows(&entities).map_err(CorrelateError::storage(ctx))?;
     let rules: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT rule_id FROM detections WHERE incident_id = ? ORDER BY rule_id",
     )
