@@ -333,3 +333,86 @@ async fn severity_is_raised_for_cross_cloud_and_multi_stage_incidents() {
         assert_eq!(detail.incident.severity_id, expected, "{id}");
     }
 }
+
+/// Every outbox event in delivery order, drained through a sink of its own.
+async fn outbox(s: &SqliteStore, sink: &str) -> Vec<OutboxEvent> {
+    let later = Utc::now() + Duration::days(365);
+    let mut all = Vec::new();
+    loop {
+        let batch = s.outbox_pending(sink, later, 100).await.expect("outbox");
+        if batch.is_empty() {
+            return all;
+        }
+        let done: Vec<(String, DeliveryOutcome)> = batch
+            .iter()
+            .map(|e| (e.event_id.clone(), DeliveryOutcome::Delivered))
+            .collect();
+        s.outbox_record(sink, &done).await.expect("record");
+        all.extend(batch);
+    }
+}
+
+#[tokio::test]
+async fn incident_changes_reach_the_outbox_with_them_including_merges_and_identity_moves() {
+    let (_dir, s) = store().await;
+    s.apply(&CorrelationChanges {
+        incidents: vec![incident("a", 3, 0), incident("b", 4, 5)],
+        ..CorrelationChanges::default()
+    })
+    .await
+    .expect("two incidents");
+    let first = outbox(&s, "one").await;
+    assert_eq!(first.len(), 2);
+    // The same state again is no event.
+    s.apply(&CorrelationChanges {
+        incidents: vec![incident("a", 3, 0)],
+        ..CorrelationChanges::default()
+    })
+    .await
+    .expect("unchanged");
+    assert!(outbox(&s, "one").await.is_empty());
+
+    // Absorbing `b` into `a` closes `b`: both change.
+    let mut survivor = incident("a", 4, 0);
+    survivor.entities.push(Entity {
+        kind: "identity".into(),
+        value: "b@corp.example".into(),
+    });
+    s.apply(&CorrelationChanges {
+        incidents: vec![survivor],
+        merged: vec![("b".into(), "a".into())],
+        ..CorrelationChanges::default()
+    })
+    .await
+    .expect("merge");
+    let merged = outbox(&s, "one").await;
+    let b = merged
+        .iter()
+        .find(|e| e.incident_id == "b")
+        .expect("an event for the absorbed incident");
+    assert_eq!(b.payload["status"], "closed");
+    assert_eq!(b.payload["merged_into"], "a");
+    assert!(merged.iter().any(|e| e.incident_id == "a"));
+
+    // Joining identity a@ into c@ renames the person in incident `a`.
+    let aliases = std::collections::BTreeMap::from([(
+        "a@corp.example".to_string(),
+        "c@corp.example".to_string(),
+    )]);
+    s.record_identities(&Default::default(), &aliases, &[])
+        .await
+        .expect("identities");
+    let moved = outbox(&s, "one").await;
+    assert_eq!(moved.len(), 1, "{moved:#?}");
+    let entities: Vec<&str> = moved[0].payload["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .filter_map(|e| e["value"].as_str())
+        .collect();
+    assert!(entities.contains(&"c@corp.example"), "{entities:?}");
+    assert!(!entities.contains(&"a@corp.example"), "{entities:?}");
+
+    // A sink that never ran gets every event, each once.
+    assert_eq!(outbox(&s, "late").await.len(), 2 + merged.len() + 1);
+}
