@@ -130,3 +130,86 @@ fn sentinel_incidents_with_their_alerts() {
     let second = stdout(&ingest_source(dir.path(), &cfg, "azure"));
     assert!(second.contains("Ingested 0 records"), "{second}");
 }
+
+/// Defender for Cloud regulatory compliance through ARM (standards → controls → assessments,
+/// paged): each assessment state is a finding with its control, and evidence reports of PCI DSS
+/// and NIST SP 800-53 hold the controls with their status over time (a control that failed and
+/// then passed shows both checks and passes).
+#[test]
+fn defender_compliance_assessments_are_evidence_for_their_controls() {
+    const SUB: &str = "20ff7fc3-e762-44dd-bd96-b71116dcdc23";
+    let assessment = |standard: &str, control: &str, n: u32, state: &str| {
+        json!({
+            "id": format!("/subscriptions/{SUB}/providers/Microsoft.Security/regulatoryComplianceStandards/{standard}/regulatoryComplianceControls/{control}/regulatoryComplianceAssessments/00000000-0000-4000-8000-{n:012}"),
+            "name": format!("00000000-0000-4000-8000-{n:012}"),
+            "type": "Microsoft.Security/regulatoryComplianceStandards/regulatoryComplianceControls/regulatoryComplianceAssessments",
+            "properties": {"description": format!("assessment {n}"), "assessmentType": "BuiltIn", "state": state,
+                           "passedResources": 1, "failedResources": u32::from(state == "Failed"), "skippedResources": 0}
+        })
+    };
+    let mut assessments = vec![
+        assessment("PCI-DSS-4", "1.1.1", 1, "Failed"),
+        assessment("PCI-DSS-4", "1.2.1", 2, "Passed"),
+        assessment("NIST-SP-800-53-R5", "AC-2", 3, "Failed"),
+        assessment("NIST-SP-800-53-R5", "AC-2", 4, "Passed"),
+        assessment("NIST-SP-800-53-R5", "AC-2", 5, "Passed"),
+    ];
+    let fake = FakeGraph::start(vec![], vec![]);
+    fake.set_compliance(assessments.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        &fake.url(),
+        &format!(
+            "[sources.azure]\ntype = \"microsoft_defender_compliance\"\nsubscriptions = [\"{SUB}\"]"
+        ),
+    );
+    let first = succeeded(&ingest_source(dir.path(), &cfg, "azure"));
+    assert!(first.contains("Ingested 5 records: 5 findings"), "{first}");
+    let found = stored_findings(dir.path());
+    assert!(
+        found
+            .iter()
+            .all(|f| f.source == "azure.defender_compliance")
+    );
+
+    // The PCI control is fixed: a new state, a new finding.
+    assessments[0]["properties"]["state"] = json!("Passed");
+    fake.set_compliance(assessments);
+    succeeded(&ingest_source(dir.path(), &cfg, "azure"));
+    assert_eq!(stored_findings(dir.path()).len(), 6);
+
+    let report = |framework: &str| -> Vec<Value> {
+        let out = dir.path().join(framework);
+        let o = crate::run(
+            dir.path(),
+            &[
+                "report",
+                "evidence",
+                "--framework",
+                framework,
+                "--out",
+                out.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&std::fs::read(out.join("controls.json")).expect("controls"))
+            .expect("JSON")
+    };
+    let pci = report("pci-dss");
+    let control = |list: &[Value], id: &str| -> Value {
+        list.iter()
+            .find(|c| c["control"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} missing from {list:#?}"))
+    };
+    let fixed = control(&pci, "PCI-DSS-4/1.1.1");
+    assert_eq!(fixed["status"], "PASSED");
+    assert_eq!(fixed["checks"], json!({"FAILED": 1, "PASSED": 1}));
+    assert_eq!(control(&pci, "PCI-DSS-4/1.2.1")["status"], "PASSED");
+    assert_eq!(pci.len(), 2, "only PCI DSS controls");
+    let nist = report("nist-800-53");
+    let ac2 = control(&nist, "NIST-SP-800-53-R5/AC-2");
+    assert_eq!(ac2["status"], "FAILED", "one of its assessments fails");
+    assert_eq!(ac2["history"].as_array().map(Vec::len), Some(3));
+}

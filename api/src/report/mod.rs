@@ -114,6 +114,7 @@ impl Framework {
                     || c.starts_with("nist 800-53")
                     || c.starts_with("nist-800-53")
                     || c.starts_with("nist sp 800-53")
+                    || c.starts_with("nist-sp-800-53")
             }
             Framework::PciDss => c.starts_with("pci dss") || c.starts_with("pci-dss"),
             Framework::Hipaa => c.contains("hipaa"),

@@ -6,6 +6,7 @@
 //! input and never drop a record silently.
 
 mod arm_alert;
+mod arm_compliance;
 mod asff;
 mod attack;
 mod entra_signin;
@@ -23,6 +24,7 @@ mod tests;
 use serde_json::{Map, Value};
 
 pub use arm_alert::{ArmAlertNormalizer, DEFENDER_CLOUD_SOURCE, SENTINEL_SOURCE};
+pub use arm_compliance::{ArmComplianceNormalizer, DEFENDER_COMPLIANCE_SOURCE};
 pub use asff::AsffNormalizer;
 pub use entra_signin::EntraSignInNormalizer;
 pub use graph_alert::GraphAlertNormalizer;
@@ -90,6 +92,8 @@ pub enum Format {
     EntraSignIn,
     /// An ARM security alert (Defender for Cloud, Sentinel).
     ArmAlert,
+    /// A Defender for Cloud regulatory compliance assessment.
+    ArmComplianceAssessment,
     /// A Sentinel incident.
     SentinelIncident,
     /// A Windows event log record as JSON (evtx JSON, Winlogbeat, NXLog/OTRF flat).
@@ -176,6 +180,7 @@ pub fn normalizers() -> &'static [&'static dyn Normalizer] {
         &GraphIncidentNormalizer,
         &EntraSignInNormalizer,
         &ArmAlertNormalizer,
+        &ArmComplianceNormalizer,
         &SentinelIncidentNormalizer,
         &WindowsEventNormalizer,
         &OcsfNormalizer,

@@ -3,6 +3,7 @@
 pub mod aws_principals;
 pub mod defender;
 pub mod defender_cloud;
+pub mod defender_compliance;
 pub mod entra_users;
 pub mod file;
 pub mod identities_file;
@@ -29,6 +30,9 @@ pub enum SourceConfig {
     MicrosoftDefender(defender::DefenderConfig),
     /// `type = "microsoft_defender_for_cloud"`: Defender for Cloud alerts through ARM.
     MicrosoftDefenderForCloud(defender_cloud::DefenderCloudConfig),
+    /// `type = "microsoft_defender_compliance"`: Defender for Cloud regulatory compliance
+    /// assessments through ARM.
+    MicrosoftDefenderCompliance(defender_compliance::DefenderComplianceConfig),
     /// `type = "microsoft_sentinel"`: Sentinel incidents and their alerts through ARM.
     MicrosoftSentinel(sentinel::SentinelConfig),
     /// `type = "ldap"`: users and groups of an Active Directory domain.
@@ -56,6 +60,9 @@ impl SourceConfig {
             }
             SourceConfig::MicrosoftDefenderForCloud(c) => Ok(Box::new(
                 defender_cloud::DefenderCloudSource::connect(id, c)?,
+            )),
+            SourceConfig::MicrosoftDefenderCompliance(c) => Ok(Box::new(
+                defender_compliance::DefenderComplianceSource::connect(id, c)?,
             )),
             SourceConfig::MicrosoftSentinel(c) => {
                 Ok(Box::new(sentinel::SentinelSource::connect(id, c)?))
@@ -86,6 +93,7 @@ impl SourceConfig {
             SourceConfig::AwsSecurityHub(c) => c.validate(),
             SourceConfig::MicrosoftDefender(c) => c.validate(),
             SourceConfig::MicrosoftDefenderForCloud(c) => c.validate(),
+            SourceConfig::MicrosoftDefenderCompliance(c) => c.validate(),
             SourceConfig::MicrosoftSentinel(c) => c.validate(),
             SourceConfig::Ldap(c) => c.validate(),
             SourceConfig::EntraUsers(c) => c.validate(),

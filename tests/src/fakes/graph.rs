@@ -43,6 +43,7 @@ struct Inner {
     users: Vec<Value>,
     directory_roles: Vec<Value>,
     arm_alerts: Vec<Value>,
+    compliance: Vec<Value>,
     sentinel_incidents: Vec<Value>,
     sentinel_alerts: Vec<Value>,
     faults: VecDeque<Fault>,
@@ -301,10 +302,13 @@ async fn arm(
         )
             .into_response();
     }
+    let compliance = compliance_list(&s.compliance, &format!("/subscriptions/{rest}"));
     let (records, field) = if rest.ends_with("providers/Microsoft.Security/alerts") {
         (&s.arm_alerts, None)
     } else if rest.ends_with("providers/Microsoft.SecurityInsights/incidents") {
         (&s.sentinel_incidents, Some("lastModifiedTimeUtc"))
+    } else if let Some(list) = &compliance {
+        (list, None)
     } else {
         return (StatusCode::NOT_FOUND, "no such ARM resource").into_response();
     };
@@ -343,7 +347,72 @@ async fn arm(
     ([("content-type", "application/json")], body.to_string()).into_response()
 }
 
+/// The regulatory compliance list at `path`, derived from the assessments' ids: standards,
+/// a standard's controls, or a control's assessments. `None` for other paths.
+fn compliance_list(assessments: &[Value], path: &str) -> Option<Vec<Value>> {
+    let ids = assessments.iter().filter_map(|a| a["id"].as_str());
+    let parent_of = |id: &str, level: &str| id.find(level).map(|i| id[..i].to_string());
+    let distinct = |level: &str, kind: &str| -> Vec<Value> {
+        let mut seen: Vec<String> = Vec::new();
+        for id in ids.clone() {
+            let Some(prefix) = parent_of(id, level) else {
+                continue;
+            };
+            if prefix.trim_end_matches('/')
+                != path.trim_end_matches(&format!("/{}", level.trim_matches('/')))
+            {
+                continue;
+            }
+            let name = id[prefix.len() + level.len()..]
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            let item = format!("{prefix}{level}{name}");
+            if !seen.contains(&item) {
+                seen.push(item);
+            }
+        }
+        seen.into_iter()
+            .map(|id| {
+                let name = id.rsplit('/').next().unwrap_or_default().to_string();
+                json!({"id": id, "name": name, "type": kind, "properties": {"state": "Failed"}})
+            })
+            .collect()
+    };
+    if path.ends_with("/providers/Microsoft.Security/regulatoryComplianceStandards") {
+        Some(distinct(
+            "/regulatoryComplianceStandards/",
+            "Microsoft.Security/regulatoryComplianceStandards",
+        ))
+    } else if path.ends_with("/regulatoryComplianceControls") {
+        Some(distinct(
+            "/regulatoryComplianceControls/",
+            "Microsoft.Security/regulatoryComplianceStandards/regulatoryComplianceControls",
+        ))
+    } else if path.ends_with("/regulatoryComplianceAssessments") {
+        Some(
+            assessments
+                .iter()
+                .filter(|a| {
+                    a["id"]
+                        .as_str()
+                        .is_some_and(|id| id.starts_with(&format!("{path}/")))
+                })
+                .cloned()
+                .collect(),
+        )
+    } else {
+        None
+    }
+}
+
 impl FakeGraph {
+    /// Serves these Defender for Cloud regulatory compliance assessments (their standards and
+    /// controls are read off their ids).
+    pub fn set_compliance(&self, assessments: Vec<Value>) {
+        self.state.lock().expect("lock").compliance = assessments;
+    }
+
     /// Starts a fake serving `alerts` and `incidents`.
     pub fn start(alerts: Vec<Value>, incidents: Vec<Value>) -> FakeGraph {
         let state = Arc::new(Mutex::new(Inner {
