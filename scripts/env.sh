@@ -17,8 +17,9 @@ CAIRN_APT_PACKAGES=(cmake build-essential pkg-config libssl-dev zlib1g-dev libcu
 # samba-dsdb-modules (the directory database's ldb modules) and samba-vfs-modules (the sysvol
 # ACLs provisioning sets) are only recommendations of samba,
 # and installs skip recommendations.
-# samba: the AD peer; openssl: certificates for the syslog-over-TLS test.
-CAIRN_TEST_APT_PACKAGES=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules openssl)
+# samba: the AD peer; openssl: certificates for the syslog-over-TLS test; rsyslog: a real
+# syslog receiver.
+CAIRN_TEST_APT_PACKAGES=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules openssl rsyslog)
 
 ensure_build_packages() {
     install_apt_packages "${CAIRN_APT_PACKAGES[@]}"

@@ -1250,3 +1250,109 @@ async fn an_incidents_states_reach_a_sink_in_order_and_a_reopening_is_news() {
         .collect();
     assert_eq!(got, ["new", "active", "closed", "active"], "in order");
 }
+
+/// Debian's rsyslog as a real receiver (imtcp, octet-counted framing): it parses every
+/// message as RFC 5424 (host name, app name, message id) and receives every event's CEF.
+#[tokio::test]
+async fn rsyslog_parses_every_forwarded_message() {
+    let rsyslogd = std::env::var_os("CAIRN_RSYSLOGD")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/sbin/rsyslogd".into());
+    assert!(
+        rsyslogd.exists(),
+        "{} is missing; scripts/test.sh installs Debian's rsyslog",
+        rsyslogd.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = demo_store(dir.path()).await;
+    let want = all_event_ids(&store).await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let work = dir.path().join("rsyslog");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let received = work.join("received.log");
+    let conf = work.join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global(workDirectory=\"{w}\")\n\
+             module(load=\"imtcp\")\n\
+             template(name=\"fields\" type=\"string\" string=\"%hostname%|%app-name%|%msgid%|%msg%\\n\")\n\
+             ruleset(name=\"cairn\") {{ action(type=\"omfile\" file=\"{r}\" template=\"fields\") }}\n\
+             input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\" ruleset=\"cairn\")\n",
+            w = work.display(),
+            r = received.display()
+        ),
+    )
+    .expect("rsyslog.conf");
+    let mut daemon = std::process::Command::new(&rsyslogd)
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(work.join("rsyslogd.pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start rsyslogd");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rsyslogd did not listen on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let sink = SyslogSink::new(
+        "rsyslog",
+        &addr.to_string(),
+        "cairn-ci",
+        13,
+        Duration::from_secs(5),
+    );
+    let r = forward_once(
+        &store,
+        &sink,
+        &SinkFilter::default(),
+        &Backoff::default(),
+        chrono::Utc::now(),
+        100,
+    )
+    .await
+    .expect("forward");
+    assert_eq!((r.delivered, r.depth), (want.len(), 0));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let lines = loop {
+        let text = std::fs::read_to_string(&received).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= want.len() || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(lines.len(), want.len(), "{lines:#?}");
+    let mut got = BTreeSet::new();
+    for l in &lines {
+        let parts: Vec<&str> = l.splitn(4, '|').collect();
+        assert_eq!(parts[..3], ["cairn-ci", "cairn", "incident"], "{l}");
+        assert!(
+            parts[3].trim_start().starts_with("CEF:0|Cairn|Cairn|"),
+            "{l}"
+        );
+        let id = parts[3]
+            .split(" cs1=")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .expect("cs1");
+        got.insert(id.to_string());
+    }
+    assert_eq!(got, want);
+}
