@@ -8,28 +8,10 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use cairn_api::{AppState, app};
-use cairn_correlate::{CorrelateConfig, SqliteStore, Store, run_pass, run_source};
-use cairn_ingest::sources::file::{FileSource, FileSourceConfig};
-use cairn_rules::RuleSet;
-
-use crate::repo_root;
+use cairn_correlate::Store;
 
 async fn demo_state(dir: &std::path::Path) -> AppState {
-    let store = SqliteStore::open(&dir.join("cairn.db"))
-        .await
-        .expect("store");
-    let rules = RuleSet::builtin().await.expect("rules");
-    let mut source = FileSource::new(
-        "demo",
-        &FileSourceConfig::new(vec![repo_root().join("api/demo/data")]),
-    )
-    .expect("source");
-    run_source(&mut source, &store, |_, _| {})
-        .await
-        .expect("ingest");
-    run_pass(&store, &rules, &CorrelateConfig::default())
-        .await
-        .expect("correlate");
+    let (store, rules) = crate::evidence::demo_store(dir).await;
     AppState {
         store: Arc::new(store) as Arc<dyn Store>,
         rules: Arc::new(rules),

@@ -50,17 +50,24 @@ fn default_retention() -> Duration {
 impl DefenderCloudConfig {
     /// Checks the configuration; the message names the key.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.subscriptions.is_empty() {
-            return Err("subscriptions must name at least one subscription id".into());
-        }
-        if !self.arm_url.starts_with("https://") {
-            return Err(format!(
-                "arm_url `{}` must be https (use auth.endpoint_override for tests)",
-                self.arm_url
-            ));
-        }
-        Ok(())
+        validate_subscriptions(&self.subscriptions, &self.arm_url)
     }
+}
+
+/// The checks every ARM source of subscriptions makes; the message names the key.
+pub(crate) fn validate_subscriptions(
+    subscriptions: &[String],
+    arm_url: &str,
+) -> std::result::Result<(), String> {
+    if subscriptions.is_empty() {
+        return Err("subscriptions must name at least one subscription id".into());
+    }
+    if !arm_url.starts_with("https://") {
+        return Err(format!(
+            "arm_url `{arm_url}` must be https (use auth.endpoint_override for tests)"
+        ));
+    }
+    Ok(())
 }
 
 /// Reads Defender for Cloud alerts as a [`Source`].

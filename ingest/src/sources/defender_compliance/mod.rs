@@ -44,16 +44,7 @@ fn default_api_version() -> String {
 impl DefenderComplianceConfig {
     /// Checks the configuration; the message names the key.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.subscriptions.is_empty() {
-            return Err("subscriptions must name at least one subscription id".into());
-        }
-        if !self.arm_url.starts_with("https://") {
-            return Err(format!(
-                "arm_url `{}` must be https (use auth.endpoint_override for tests)",
-                self.arm_url
-            ));
-        }
-        Ok(())
+        super::defender_cloud::validate_subscriptions(&self.subscriptions, &self.arm_url)
     }
 }
 
