@@ -60,6 +60,37 @@ async fn all_event_ids(store: &SqliteStore) -> BTreeSet<String> {
         .collect()
 }
 
+/// One round of forwarding to `sink` now: no filter, the default backoff.
+async fn forward_now(
+    store: &SqliteStore,
+    sink: &dyn cairn_api::forward::Sink,
+) -> cairn_api::forward::ForwardReport {
+    forward_once(
+        store,
+        sink,
+        &SinkFilter::default(),
+        &Backoff::default(),
+        chrono::Utc::now(),
+        100,
+    )
+    .await
+    .expect("forward")
+}
+
+/// A local address nothing listens on: a receiver that is down.
+fn closed_port() -> std::net::SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    probe.local_addr().expect("addr")
+}
+
+/// The event ids (`cs1=`) of the CEF records in `text`.
+fn cef_event_ids(text: &str) -> BTreeSet<String> {
+    text.split(" cs1=")
+        .skip(1)
+        .filter_map(|s| s.split(' ').next().map(str::to_string))
+        .collect()
+}
+
 #[tokio::test]
 async fn the_outbox_is_written_with_the_incidents_and_only_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -148,9 +179,7 @@ async fn a_webhook_that_is_down_then_flaky_gets_every_event_signed_and_redeliver
     let want = all_event_ids(&store).await;
 
     // A port with nothing listening: the receiver is down.
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-    let addr = probe.local_addr().expect("addr");
-    drop(probe);
+    let addr = closed_port();
     let sink = WebhookSink::new(
         "siem-webhook",
         &format!("http://{addr}/cairn"),
@@ -256,16 +285,7 @@ async fn a_syslog_receiver_gets_every_event_as_rfc5424_cef_with_octet_counting()
         13,
         Duration::from_secs(5),
     );
-    let r = forward_once(
-        &store,
-        &sink,
-        &SinkFilter::default(),
-        &Backoff::default(),
-        chrono::Utc::now(),
-        100,
-    )
-    .await
-    .expect("forward");
+    let r = forward_now(&store, &sink).await;
     assert_eq!((r.delivered, r.depth), (want.len(), 0));
     let messages = reader.join().expect("reader");
     assert_eq!(messages.len(), want.len());
@@ -276,12 +296,9 @@ async fn a_syslog_receiver_gets_every_event_as_rfc5424_cef_with_octet_counting()
             m.contains(" cairn-test cairn - incident - CEF:0|Cairn|Cairn|"),
             "{m}"
         );
-        let id = m
-            .split(" cs1=")
-            .nth(1)
-            .and_then(|s| s.split(' ').next())
-            .expect("cs1 event id");
-        got.insert(id.to_string());
+        let ids = cef_event_ids(m);
+        assert_eq!(ids.len(), 1, "one cs1 event id: {m}");
+        got.extend(ids);
     }
     assert_eq!(got, want);
 }
@@ -420,9 +437,7 @@ fn cairn_forward_delivers_the_outbox_to_the_configured_sinks() {
         crate::stdout(&again)
     );
 
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-    let down = probe.local_addr().expect("addr");
-    drop(probe);
+    let down = closed_port();
     std::fs::write(
         &config,
         format!(
@@ -907,16 +922,7 @@ async fn syslog_over_tls_delivers_to_a_trusted_receiver_only() {
         server_name: Some("localhost".into()),
     })
     .expect("system roots");
-    let r = forward_once(
-        &store,
-        &untrusting,
-        &SinkFilter::default(),
-        &Backoff::default(),
-        chrono::Utc::now(),
-        100,
-    )
-    .await
-    .expect("forward");
+    let r = forward_now(&store, &untrusting).await;
     assert_eq!(
         (r.delivered, r.retried, r.depth),
         (0, want.len(), want.len() as i64)
@@ -934,25 +940,12 @@ async fn syslog_over_tls_delivers_to_a_trusted_receiver_only() {
         server_name: Some("localhost".into()),
     })
     .expect("test CA");
-    let r = forward_once(
-        &store,
-        &trusting,
-        &SinkFilter::default(),
-        &Backoff::default(),
-        chrono::Utc::now(),
-        100,
-    )
-    .await
-    .expect("forward");
+    let r = forward_now(&store, &trusting).await;
     assert_eq!((r.delivered, r.depth), (want.len(), 0));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let text = received.lock().expect("lock").clone();
-        let ids: BTreeSet<String> = text
-            .split(" cs1=")
-            .skip(1)
-            .filter_map(|s| s.split(' ').next().map(str::to_string))
-            .collect();
+        let ids = cef_event_ids(&text);
         if ids == want {
             break;
         }
@@ -1088,9 +1081,7 @@ async fn the_outbox_depth_is_a_prometheus_metric() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, rules) = demo_store(dir.path()).await;
     let want = all_event_ids(&store).await.len();
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-    let down = probe.local_addr().expect("addr");
-    drop(probe);
+    let down = closed_port();
     let sink = SyslogSink::new(
         "qradar \"eu\"",
         &down.to_string(),
@@ -1098,16 +1089,7 @@ async fn the_outbox_depth_is_a_prometheus_metric() {
         13,
         Duration::from_secs(2),
     );
-    forward_once(
-        &store,
-        &sink,
-        &SinkFilter::default(),
-        &Backoff::default(),
-        chrono::Utc::now(),
-        100,
-    )
-    .await
-    .expect("forward");
+    forward_now(&store, &sink).await;
     let state = cairn_api::AppState {
         store: Arc::new(store),
         rules: Arc::new(rules),
@@ -1315,16 +1297,7 @@ async fn rsyslog_parses_every_forwarded_message() {
         13,
         Duration::from_secs(5),
     );
-    let r = forward_once(
-        &store,
-        &sink,
-        &SinkFilter::default(),
-        &Backoff::default(),
-        chrono::Utc::now(),
-        100,
-    )
-    .await
-    .expect("forward");
+    let r = forward_now(&store, &sink).await;
     assert_eq!((r.delivered, r.depth), (want.len(), 0));
 
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -1347,12 +1320,9 @@ async fn rsyslog_parses_every_forwarded_message() {
             parts[3].trim_start().starts_with("CEF:0|Cairn|Cairn|"),
             "{l}"
         );
-        let id = parts[3]
-            .split(" cs1=")
-            .nth(1)
-            .and_then(|s| s.split(' ').next())
-            .expect("cs1");
-        got.insert(id.to_string());
+        let ids = cef_event_ids(parts[3]);
+        assert_eq!(ids.len(), 1, "one cs1 event id: {l}");
+        got.extend(ids);
     }
     assert_eq!(got, want);
 }

@@ -607,7 +607,10 @@ impl Store for SqliteStore {
             .await
             .map_err(CorrelateError::storage(ctx))?;
         let rows = sqlx::query(
-            "SELECT s.sink, (SELECT count(*) FROM outbox o LEFT JOIN outbox_deliveries d                ON d.event_id = o.event_id AND d.sink = s.sink              WHERE d.delivered_at IS NULL AND d.rejected IS NULL) AS depth              FROM (SELECT DISTINCT sink FROM outbox_deliveries) s ORDER BY s.sink",
+            "SELECT s.sink, (SELECT count(*) FROM outbox o LEFT JOIN outbox_deliveries d \
+               ON d.event_id = o.event_id AND d.sink = s.sink \
+               WHERE d.delivered_at IS NULL AND d.rejected IS NULL) AS depth \
+             FROM (SELECT DISTINCT sink FROM outbox_deliveries) s ORDER BY s.sink",
         )
         .fetch_all(&self.pool)
         .await
